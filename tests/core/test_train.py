@@ -1,0 +1,171 @@
+"""core.train / optim / checkpoint on a least-squares task whose answers are known in closed form."""
+
+import json
+import os
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from core import checkpoint as checkpoint_lib
+from core import config as config_lib
+from core import metrics as metrics_lib
+from core import optim
+from core import train as train_lib
+
+D = 8
+
+
+def _data(n=256, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, D)).astype(np.float32)
+  w_true = np.arange(1, D + 1, dtype=np.float32) / D
+  y = x @ w_true + 0.01 * rng.normal(size=n).astype(np.float32)
+  return x, y, w_true
+
+
+def _task(batch_size, n=256):
+  x, y, _ = _data(n)
+
+  def train_data(shard_index, shard_count):
+    ds = grain.MapDataset.source([{"x": x[i], "y": y[i]} for i in range(n)])
+    ds = ds[shard_index::shard_count].shuffle(seed=3).repeat(None)
+    return ds.batch(batch_size // shard_count, drop_remainder=True).to_iter_dataset()
+
+  def loss_fn(params, batch, key):
+    noise = 0.0 * jax.random.normal(key, ())  # uses the key, contributes nothing
+    pred = batch["x"] @ params["w"] + params["b"] + noise
+    loss = jnp.mean((pred - batch["y"]) ** 2)
+    return loss, {"mse": loss}
+
+  return train_lib.Task(init_params=lambda key: {"w": jnp.zeros(D), "b": jnp.zeros(())},
+                        loss_fn=loss_fn, train_data=train_data)
+
+
+def _config(**train):
+  config = train_lib.default_config()
+  config.train.update(dict(batch_size=16, total_steps=30, log_every=5, checkpoint_every=10, progress=False,
+                           async_checkpoints=False))
+  config.train.update(train)
+  config.optimizer.update(dict(name="adam", peak_lr=0.05, schedule="constant", weight_decay=0.0))
+  return config
+
+
+def test_training_fits_least_squares(tmp_path):
+  config = _config(total_steps=300, checkpoint_every=300)
+  result = train_lib.train(config, str(tmp_path), _task(16))
+  _, _, w_true = _data()
+  np.testing.assert_allclose(np.asarray(result.state.params["w"]), w_true, atol=0.02)
+  records = metrics_lib.read_jsonl(str(tmp_path), "train")
+  assert records[0]["loss"] > 10 * records[-1]["loss"]
+  assert os.path.isdir(tmp_path / "tensorboard")
+
+
+def test_resume_continues_bitwise(tmp_path):
+  full = train_lib.train(_config(total_steps=30), str(tmp_path / "full"), _task(16))
+  train_lib.train(_config(total_steps=20), str(tmp_path / "split"), _task(16))
+  resumed = train_lib.train(_config(total_steps=30), str(tmp_path / "split"), _task(16))
+  assert resumed.resumed_from == 20
+  for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_grad_accumulation_matches_full_batch(tmp_path):
+  # Equal-size micro-batches: the mean of micro-batch mean gradients is the full-batch mean gradient.
+  one = train_lib.train(_config(total_steps=5, grad_accum_steps=1), str(tmp_path / "a"), _task(16))
+  four = train_lib.train(_config(total_steps=5, grad_accum_steps=4), str(tmp_path / "b"), _task(16))
+  for a, b in zip(jax.tree.leaves(one.state.params), jax.tree.leaves(four.state.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = _config(total_steps=30, inject_nan_at_step=15)
+  with pytest.raises(train_lib.NonFiniteLossError, match=r"at step 15; .*Last good checkpoint: step 10"):
+    train_lib.train(config, str(tmp_path), _task(16))
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  assert ckpt.all_steps() == [10]
+  abstract = jax.eval_shape(train_lib.init_state(_task(16), optim.make_optimizer(config.optimizer, 30)[0], 0))
+  restored = ckpt.restore(abstract)
+  assert int(restored.step) == 10 and np.all(np.isfinite(np.asarray(restored.params["w"])))
+
+
+def test_checkpoint_of_other_model_is_refused(tmp_path):
+  train_lib.train(_config(total_steps=10), str(tmp_path), _task(16))
+  other = train_lib.Task(init_params=lambda key: {"w": jnp.zeros(D + 1), "b": jnp.zeros(())},
+                         loss_fn=_task(16).loss_fn, train_data=_task(16).train_data)
+  with pytest.raises(checkpoint_lib.CheckpointError, match=r"params/w has shape \(8,\), the model expects \(9,\)"):
+    train_lib.train(_config(total_steps=20), str(tmp_path), other)
+
+
+@pytest.mark.parametrize("schedule", optim.SCHEDULES)
+def test_schedules_against_formulas(schedule):
+  opt = optim.default_config()
+  opt.update(dict(peak_lr=2.0, schedule=schedule, warmup_steps=10, end_lr_fraction=0.0))
+  total = 100
+  fn = optim.make_schedule(opt, total)
+  for t in (0, 5, 10, 40, 99):
+    warm = min(1.0, t / 10)
+    expected = {
+        "constant": 2.0 * warm,
+        "warmup_linear": 2.0 * warm if t < 10 else 2.0 * (1 - (t - 10) / 90),
+        "warmup_cosine": 2.0 * warm if t < 10 else 2.0 * 0.5 * (1 + np.cos(np.pi * (t - 10) / 90)),
+        "warmup_times_linear": 2.0 * warm * (1 - t / total),
+    }[schedule]
+    np.testing.assert_allclose(float(fn(t)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_decay_mask_skips_layernorm_and_bias():
+  params = {"layer_0": {"attention": {"query": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}},
+                        "LayerNorm_0": {"scale": jnp.ones(4), "bias": jnp.ones(4)}},
+            "embeddings": {"word_embeddings": {"embedding": jnp.ones((10, 4))},
+                           "LayerNorm": {"scale": jnp.ones(4), "bias": jnp.ones(4)}}}
+  mask = optim.decay_mask(params)
+  assert mask["layer_0"]["attention"]["query"] == {"kernel": True, "bias": False}
+  assert mask["layer_0"]["LayerNorm_0"] == {"scale": False, "bias": False}
+  assert mask["embeddings"]["word_embeddings"]["embedding"] is True
+  assert mask["embeddings"]["LayerNorm"] == {"scale": False, "bias": False}
+
+
+def test_adamw_factory_matches_optax_adamw():
+  opt = optim.default_config()
+  opt.update(dict(name="adamw", peak_lr=0.1, schedule="constant", warmup_steps=0, clip_norm=0.0,
+                  weight_decay=0.01, eps=1e-6))
+  tx, _ = optim.make_optimizer(opt, 10)
+  ref = optax.adamw(0.1, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.01, mask=optim.decay_mask)
+  params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
+  grads = jax.tree.map(lambda p: 0.5 * p, params)
+  s1, s2 = tx.init(params), ref.init(params)
+  for _ in range(3):
+    u1, s1 = tx.update(grads, s1, params)
+    u2, s2 = ref.update(grads, s2, params)
+    for a, b in zip(jax.tree.leaves(u1), jax.tree.leaves(u2)):
+      np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_global_norm_clipping_bounds_the_update_direction():
+  opt = optim.default_config()
+  opt.update(dict(name="sgd", b1=0.5, peak_lr=1.0, schedule="constant", clip_norm=1.0, weight_decay=0.0))
+  tx, _ = optim.make_optimizer(opt, 10)
+  params = {"w": jnp.zeros(4)}
+  updates, _ = tx.update({"w": jnp.full(4, 10.0)}, tx.init(params), params)
+  np.testing.assert_allclose(float(optax.tree.norm(updates)), 1.0, rtol=1e-6)
+
+
+def test_metrics_jsonl_roundtrip(tmp_path):
+  writer = metrics_lib.MetricWriter(str(tmp_path), tensorboard=False, enabled=True)
+  writer.write(3, {"loss": np.float32(1.5), "acc": 0.25})
+  writer.write(4, {"loss": float("nan")}, split="eval")
+  writer.close()
+  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert json.loads(lines[0]) == {"step": 3, "split": "train", "loss": 1.5, "acc": 0.25}
+  assert metrics_lib.read_jsonl(str(tmp_path), "eval") == [{"step": 4, "split": "eval", "loss": "nan"}]
+
+
+def test_parse_arg_types_and_errors():
+  arg = config_lib.parse_arg("tiny,steps=5,bf16=true", size="base", steps=10, bf16=False)
+  assert (arg.size, arg.steps, arg.bf16) == ("tiny", 5, True)
+  with pytest.raises(config_lib.ConfigError, match="unknown key 'layers'"):
+    config_lib.parse_arg("layers=3", size="base")
