@@ -1,0 +1,47 @@
+"""BERT masked-LM pretraining on the bundled Wikipedia excerpt (Devlin et al. 2018 §3.1; core's reference job).
+
+Command:
+  python -m core.pretrain_mlm --config=configs/core/bert_mlm.py:tiny --workdir=$WORKDIR
+  python -m core.pretrain_mlm --config=configs/core/bert_mlm.py:minilm --workdir=$WORKDIR   # init from MiniLM-L6
+Args (`:size=...` or a bare size): tiny | mini | minilm | base.
+Expected: tiny: MLM loss falls from ~10.3 (ln 30522) within 200 steps on one CPU; BERT-Base MLM accuracy ~0.7 after
+  1M steps on Wikipedia+BooksCorpus (paper scale, not run here).
+Runtime: tiny ~1 min on 2 CPU cores (200 steps); minilm ~5 s/step on 2 CPU cores at batch 32 x 128.
+"""
+
+import ml_collections
+
+from core import config as config_lib
+from core import train as train_lib
+
+SIZES = {
+    # hidden, layers, heads, intermediate, embedding (0 = hidden)
+    "tiny": (64, 2, 2, 256, 0),
+    "mini": (256, 4, 4, 1024, 128),
+    "minilm": (384, 6, 12, 1536, 0),
+    "base": (768, 12, 12, 3072, 0),
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, size="tiny")
+  if arg.size not in SIZES:
+    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
+  hidden, layers, heads, intermediate, embedding = SIZES[arg.size]
+  tiny = arg.size == "tiny"
+
+  config = train_lib.default_config()
+  config.model = ml_collections.ConfigDict(dict(
+      vocab_size=30522, hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=intermediate,
+      embedding_size=embedding, max_position_embeddings=512, type_vocab_size=2, hidden_dropout_rate=0.1,
+      attention_dropout_rate=0.1, layer_norm_eps=1e-12, initializer_range=0.02, dtype="float32"))
+  config.data = ml_collections.ConfigDict(dict(
+      corpus="wikipedia", seq_len=64 if tiny else 128, eval_fraction=0.05, max_documents=0, vocab_path=""))
+  config.mlm = ml_collections.ConfigDict(dict(mask_prob=0.15, mask_token_fraction=0.8, random_token_fraction=0.1))
+  config.init_from = "minilm" if arg.size == "minilm" else ""
+  config.train.update(dict(batch_size=16 if tiny else 32, total_steps=200 if tiny else 10_000,
+                           log_every=20 if tiny else 100, eval_every=100 if tiny else 1000,
+                           checkpoint_every=100 if tiny else 1000))
+  config.optimizer.update(dict(name="adamw", peak_lr=1e-3 if tiny else 1e-4, schedule="warmup_linear",
+                               warmup_steps=20 if tiny else 1000, weight_decay=0.01, clip_norm=1.0, eps=1e-6))
+  return config

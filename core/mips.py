@@ -1,0 +1,295 @@
+"""Maximum inner-product search (MIPS): exact, sharded-exact and ScaNN.
+
+REALM (Guu et al., 2020, arXiv:2002.08909) §3.3 retrieves the top-k documents by
+MIPS over precomputed document embeddings, f(x, z) = Embed_input(x)^T Embed_doc(z).
+This module provides exact top-k (one device or database sharded over a mesh) and a
+thin wrapper over the ScaNN approximate index (Guo et al., 2020, arXiv:1908.10396)
+used for the large-corpus case.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# Upper bound on the fp32 score block materialised at once (elements): 2**26 = 256 MB.
+_SCORE_BUDGET = 1 << 26
+
+_INDEX_META = "mips_index.json"
+_SCANN_ASSETS = "scann_assets.pbtxt"
+
+
+def _check_inputs(query_QxD, database_NxD, k: int) -> None:
+  if query_QxD.ndim != 2 or database_NxD.ndim != 2:
+    raise ValueError(f"query and database must be 2-D, got shapes {query_QxD.shape} and {database_NxD.shape}")
+  if query_QxD.shape[1] != database_NxD.shape[1]:
+    raise ValueError(f"dimension mismatch: query D={query_QxD.shape[1]}, database D={database_NxD.shape[1]}")
+  if database_NxD.shape[0] == 0:
+    raise ValueError("database is empty")
+  if not 1 <= k <= database_NxD.shape[0]:
+    raise ValueError(f"k={k} must be in [1, N={database_NxD.shape[0]}]")
+
+
+def _auto_chunk(num_queries: int, num_rows: int, query_chunk: int | None) -> int:
+  """Queries per block; balanced so padding of the last block is < number of blocks."""
+  if query_chunk is None:
+    query_chunk = max(1, _SCORE_BUDGET // max(num_rows, 1))
+  query_chunk = max(1, min(int(query_chunk), num_queries))
+  num_blocks = -(-num_queries // query_chunk)
+  return -(-num_queries // num_blocks)
+
+
+def _blocked_topk(query_QxD, database_NxD, k: int, query_chunk: int, num_valid=None, row_offset=0):
+  """Top-k of fp32 scores q·d, computed query_chunk queries at a time.
+
+  Rows whose global index (row_offset + local index) is >= num_valid score -inf.
+  """
+  num_queries, dim = query_QxD.shape
+  num_rows = database_NxD.shape[0]
+  num_blocks = -(-num_queries // query_chunk)
+  pad = num_blocks * query_chunk - num_queries
+  query_BxCxD = jnp.pad(query_QxD, ((0, pad), (0, 0))).reshape(num_blocks, query_chunk, dim)
+
+  def block(q_CxD):
+    scores_CxN = jnp.einsum("cd,nd->cn", q_CxD, database_NxD, preferred_element_type=jnp.float32)
+    if num_valid is not None:
+      valid_N = row_offset + jnp.arange(num_rows) < num_valid
+      scores_CxN = jnp.where(valid_N[None, :], scores_CxN, -jnp.inf)
+    return jax.lax.top_k(scores_CxN, k)
+
+  if num_blocks == 1:
+    scores_CxK, idx_CxK = block(query_BxCxD[0])
+    return scores_CxK[:num_queries], idx_CxK[:num_queries]
+  scores_BxCxK, idx_BxCxK = jax.lax.map(block, query_BxCxD)
+  scores_QxK = scores_BxCxK.reshape(-1, k)[:num_queries]
+  idx_QxK = idx_BxCxK.reshape(-1, k)[:num_queries]
+  return scores_QxK, idx_QxK
+
+
+@functools.partial(jax.jit, static_argnames=("k", "query_chunk"))
+def _exact_topk_jit(query_QxD, database_NxD, k: int, query_chunk: int):
+  return _blocked_topk(query_QxD, database_NxD, k, query_chunk)
+
+
+def exact_topk(query_QxD, database_NxD, k: int, *, query_chunk: int | None = None):
+  """Exact MIPS top-k (REALM §3.3): fp32 scores q·d, then `lax.top_k` per query.
+
+  Args:
+    query_QxD: queries [Q, D].
+    database_NxD: database rows [N, D].
+    k: neighbours per query, 1 <= k <= N.
+    query_chunk: queries scored per block (bounds memory to query_chunk·N fp32);
+      None picks it so a block holds at most 2**26 scores.
+
+  Returns:
+    (scores_QxK fp32, indices_QxK int32), best first.
+  """
+  query_QxD, database_NxD = jnp.asarray(query_QxD), jnp.asarray(database_NxD)
+  _check_inputs(query_QxD, database_NxD, k)
+  chunk = _auto_chunk(query_QxD.shape[0], database_NxD.shape[0], query_chunk)
+  return _exact_topk_jit(query_QxD, database_NxD, k=int(k), query_chunk=chunk)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "query_chunk", "mesh", "axis", "num_valid"))
+def _sharded_topk_jit(query_QxD, database_NxD, k: int, query_chunk: int, mesh, axis: str, num_valid: int):
+  num_shards = mesh.shape[axis]
+  local_rows = database_NxD.shape[0] // num_shards
+  local_k = min(k, local_rows)
+
+  def local(q_QxD, db_local_nxD):
+    offset = jax.lax.axis_index(axis) * local_rows
+    scores_Qxk, idx_Qxk = _blocked_topk(q_QxD, db_local_nxD, local_k, query_chunk, num_valid, offset)
+    idx_Qxk = idx_Qxk + offset
+    # Merge: every device sees all shards' candidates [Q, num_shards * local_k].
+    scores_QxM = jax.lax.all_gather(scores_Qxk, axis, axis=1, tiled=True, to="invarying")
+    idx_QxM = jax.lax.all_gather(idx_Qxk, axis, axis=1, tiled=True, to="invarying")
+    scores_QxK, pos_QxK = jax.lax.top_k(scores_QxM, k)
+    return scores_QxK, jnp.take_along_axis(idx_QxM, pos_QxK, axis=1)
+
+  return jax.shard_map(
+      local, mesh=mesh, in_specs=(jax.P(), jax.P(axis, None)), out_specs=(jax.P(), jax.P())
+  )(query_QxD, database_NxD)
+
+
+def sharded_exact_topk(query_QxD, database_NxD, k: int, mesh, axis: str = "data", *, query_chunk: int | None = None):
+  """Exact MIPS top-k with database rows sharded over `mesh` axis `axis` (REALM §3.3).
+
+  Each device scores its rows and keeps a local top-k (`jax.shard_map`); the candidates
+  are all-gathered and merged by a final top-k, indices offset by the shard start.
+  When N is not divisible by the number of shards, the database is padded with zero
+  rows whose scores are forced to -inf, so they are never returned (k <= N).
+  Equals `exact_topk` up to ties. Returns replicated (scores_QxK fp32, indices_QxK int32).
+  """
+  if axis not in mesh.shape:
+    raise ValueError(f"mesh has no axis {axis!r}; axes are {tuple(mesh.shape)}")
+  if not hasattr(query_QxD, "ndim"):
+    query_QxD = np.asarray(query_QxD)
+  if not hasattr(database_NxD, "ndim"):
+    database_NxD = np.asarray(database_NxD)
+  _check_inputs(query_QxD, database_NxD, k)
+  num_rows = database_NxD.shape[0]
+  num_shards = mesh.shape[axis]
+  pad = (-num_rows) % num_shards
+  if pad:
+    xp = np if isinstance(database_NxD, np.ndarray) else jnp
+    database_NxD = xp.pad(database_NxD, ((0, pad), (0, 0)))
+  database_NxD = jax.device_put(database_NxD, jax.NamedSharding(mesh, jax.P(axis, None)))
+  query_QxD = jax.device_put(query_QxD, jax.NamedSharding(mesh, jax.P()))
+  chunk = _auto_chunk(query_QxD.shape[0], database_NxD.shape[0] // num_shards, query_chunk)
+  return _sharded_topk_jit(query_QxD, database_NxD, k=int(k), query_chunk=chunk, mesh=mesh, axis=axis,
+                           num_valid=num_rows)
+
+
+def recall_at_k(approx_idx_QxK, exact_idx_QxK) -> float:
+  """Mean over queries of |approx ∩ exact| / k, with k = exact_idx_QxK.shape[1]."""
+  approx_idx_QxK, exact_idx_QxK = np.asarray(approx_idx_QxK), np.asarray(exact_idx_QxK)
+  if approx_idx_QxK.ndim != 2 or exact_idx_QxK.ndim != 2 or approx_idx_QxK.shape[0] != exact_idx_QxK.shape[0]:
+    raise ValueError(f"expected [Q, K] index arrays with equal Q, got {approx_idx_QxK.shape} and {exact_idx_QxK.shape}")
+  k = exact_idx_QxK.shape[1]
+  hits_QxK = (approx_idx_QxK[:, :, None] == exact_idx_QxK[:, None, :]).any(axis=1)
+  return float(hits_QxK.sum(axis=1).mean() / k)
+
+
+def clustered_vectors(key_or_seed, n: int, d: int, n_clusters: int, noise: float) -> np.ndarray:
+  """n L2-normalised fp32 vectors [n, d] around n_clusters random unit centres.
+
+  Each vector is centre + noise·g/sqrt(d), g ~ N(0, I), then normalised, so `noise` is
+  roughly the perturbation norm relative to the unit centre. Returned as numpy (ScaNN input).
+  """
+  key = jax.random.key(key_or_seed) if isinstance(key_or_seed, (int, np.integer)) else key_or_seed
+  k_centres, k_assign, k_noise = jax.random.split(key, 3)
+
+  @functools.partial(jax.jit, static_argnums=(0, 1, 2))
+  def make(n, d, n_clusters, noise):
+    centres_CxD = jax.random.normal(k_centres, (n_clusters, d), jnp.float32)
+    centres_CxD /= jnp.linalg.norm(centres_CxD, axis=1, keepdims=True)
+    assign_N = jax.random.randint(k_assign, (n,), 0, n_clusters)
+    x_NxD = centres_CxD[assign_N] + noise / math.sqrt(d) * jax.random.normal(k_noise, (n, d), jnp.float32)
+    return x_NxD / jnp.linalg.norm(x_NxD, axis=1, keepdims=True)
+
+  return np.asarray(make(int(n), int(d), int(n_clusters), jnp.float32(noise)))
+
+
+class ScannIndex:
+  """ScaNN approximate MIPS index (tree partitioning + anisotropic AH + exact reorder).
+
+  Approximates REALM's §3.3 MIPS retrieval at corpus scale. Build with `ScannIndex.build`.
+  """
+
+  def __init__(self, searcher: Any, meta: dict):
+    self._searcher = searcher
+    self.meta = dict(meta)
+
+  @property
+  def dim(self) -> int:
+    return int(self.meta["dim"])
+
+  @property
+  def size(self) -> int:
+    return int(self.meta["size"])
+
+  def __len__(self) -> int:
+    return self.size
+
+  @classmethod
+  def build(
+      cls,
+      database_NxD,
+      k: int = 10,
+      num_leaves: int | None = None,
+      num_leaves_to_search: int | None = None,
+      reorder: int | None = None,
+      *,
+      training_sample_size: int | None = None,
+      dims_per_block: int = 2,
+      anisotropic_quantization_threshold: float = 0.2,
+      brute_force_below: int = 2000,
+      training_threads: int = 0,
+  ) -> "ScannIndex":
+    """Builds a 'dot_product' ScaNN searcher; None arguments get defaults scaled to N.
+
+    Defaults: num_leaves = min(round(sqrt(N)), 2000); num_leaves_to_search = max(num_leaves // 10,
+    min(num_leaves, 20)); reorder = min(max(10·k, 100), N); training_sample_size = min(N, 100000).
+    N < brute_force_below uses exact (score_brute_force) scoring with no tree.
+    """
+    database_NxD = np.ascontiguousarray(np.asarray(database_NxD, dtype=np.float32))
+    if database_NxD.ndim != 2:
+      raise ValueError(f"database must be 2-D [N, D], got shape {database_NxD.shape}")
+    num_rows, dim = database_NxD.shape
+    if num_rows == 0:
+      raise ValueError("database is empty")
+    if not 1 <= k <= num_rows:
+      raise ValueError(f"k={k} must be in [1, N={num_rows}]")
+    from scann import scann_ops_pybind  # pylint: disable=g-import-not-at-top
+
+    builder = scann_ops_pybind.builder(database_NxD, int(k), "dot_product")
+    if training_threads:
+      builder = builder.set_n_training_threads(int(training_threads))
+    meta = dict(dim=dim, size=num_rows, k=int(k))
+    if num_rows < brute_force_below:
+      searcher = builder.score_brute_force().build()
+      meta.update(mode="brute_force", reorder=num_rows)
+    else:
+      num_leaves = int(num_leaves or min(max(2, round(math.sqrt(num_rows))), 2000))
+      num_leaves = min(num_leaves, num_rows)
+      num_leaves_to_search = int(num_leaves_to_search or max(num_leaves // 10, min(num_leaves, 20)))
+      num_leaves_to_search = min(num_leaves_to_search, num_leaves)
+      reorder = int(reorder or min(max(10 * k, 100), num_rows))
+      sample = int(min(training_sample_size or 100_000, num_rows))
+      min_partition = max(1, min(50, num_rows // (4 * num_leaves)))
+      searcher = (
+          builder.tree(num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
+                       training_sample_size=sample, min_partition_size=min_partition)
+          .score_ah(dims_per_block, anisotropic_quantization_threshold=anisotropic_quantization_threshold,
+                    training_sample_size=sample)
+          .reorder(reorder)
+          .build())
+      meta.update(mode="tree_ah", num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
+                  reorder=reorder, training_sample_size=sample, dims_per_block=dims_per_block,
+                  anisotropic_quantization_threshold=anisotropic_quantization_threshold)
+    return cls(searcher, meta)
+
+  def search(self, query_QxD, k: int | None = None, *, parallel: bool = False):
+    """Batched top-k search -> (scores_QxK fp32 inner products, indices_QxK int32).
+
+    parallel=True uses ScaNN's multithreaded `search_batched_parallel`.
+    """
+    query_QxD = np.ascontiguousarray(np.asarray(query_QxD, dtype=np.float32))
+    k = int(self.meta["k"] if k is None else k)
+    if query_QxD.ndim != 2:
+      raise ValueError(f"query must be 2-D [Q, D], got shape {query_QxD.shape}")
+    if query_QxD.shape[1] != self.dim:
+      raise ValueError(f"dimension mismatch: query D={query_QxD.shape[1]}, index D={self.dim}")
+    if not 1 <= k <= self.size:
+      raise ValueError(f"k={k} must be in [1, N={self.size}]")
+    pre_reorder = max(int(self.meta.get("reorder", k)), k) if self.meta["mode"] != "brute_force" else None
+    fn = self._searcher.search_batched_parallel if parallel else self._searcher.search_batched
+    idx_QxK, scores_QxK = fn(query_QxD, final_num_neighbors=k, pre_reorder_num_neighbors=pre_reorder)
+    return np.asarray(scores_QxK, dtype=np.float32), np.asarray(idx_QxK).astype(np.int32)
+
+  def save(self, directory) -> Path:
+    """Serialises the searcher (ScaNN assets, relative paths) plus mips_index.json into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    self._searcher.serialize(str(directory), relative_path=True)
+    (directory / _INDEX_META).write_text(json.dumps(self.meta, indent=1, sort_keys=True))
+    return directory
+
+  @classmethod
+  def load(cls, directory) -> "ScannIndex":
+    """Loads an index written by `save`."""
+    directory = Path(directory)
+    if not (directory / _INDEX_META).is_file() or not (directory / _SCANN_ASSETS).is_file():
+      raise ValueError(f"{os.fspath(directory)} is not a saved ScannIndex (missing {_INDEX_META} or {_SCANN_ASSETS})")
+    from scann import scann_ops_pybind  # pylint: disable=g-import-not-at-top
+
+    meta = json.loads((directory / _INDEX_META).read_text())
+    return cls(scann_ops_pybind.load_searcher(str(directory)), meta)

@@ -1,0 +1,161 @@
+"""Tests for core.mips: exact / sharded top-k against numpy, ScaNN recall and round trip, errors."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from core import mips
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _numpy_topk(query_QxD, database_NxD, k):
+  scores_QxN = query_QxD.astype(np.float64) @ database_NxD.astype(np.float64).T
+  idx_QxK = np.argsort(-scores_QxN, axis=1, kind="stable")[:, :k]
+  return np.take_along_axis(scores_QxN, idx_QxK, axis=1), idx_QxK
+
+
+@pytest.fixture(scope="module")
+def clustered():
+  x_NxD = mips.clustered_vectors(1, 20_000 + 300, 64, 200, 1.0)
+  return x_NxD[:20_000], x_NxD[20_000:]
+
+
+@pytest.mark.parametrize("query_chunk", [None, 7, 1000])
+def test_exact_topk_matches_numpy(query_chunk):
+  rng = np.random.default_rng(0)
+  query_QxD = rng.normal(size=(37, 16)).astype(np.float32)
+  database_NxD = rng.normal(size=(501, 16)).astype(np.float32)
+  scores, idx = mips.exact_topk(query_QxD, database_NxD, 5, query_chunk=query_chunk)
+  ref_scores, ref_idx = _numpy_topk(query_QxD, database_NxD, 5)
+  assert scores.shape == (37, 5) and scores.dtype == np.float32 and idx.dtype == np.int32
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(scores), ref_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_exact_topk_k_equals_n_and_bf16():
+  rng = np.random.default_rng(1)
+  query_QxD = rng.normal(size=(4, 8)).astype(np.float32)
+  database_NxD = rng.normal(size=(6, 8)).astype(np.float32)
+  _, idx = mips.exact_topk(query_QxD, database_NxD, 6)
+  np.testing.assert_array_equal(np.asarray(idx), _numpy_topk(query_QxD, database_NxD, 6)[1])
+  scores, _ = mips.exact_topk(query_QxD.astype(jax.numpy.bfloat16), database_NxD.astype(jax.numpy.bfloat16), 3)
+  assert scores.dtype == np.float32
+
+
+def test_sharded_single_device_matches_exact():
+  rng = np.random.default_rng(2)
+  query_QxD = rng.normal(size=(9, 16)).astype(np.float32)
+  database_NxD = rng.normal(size=(103, 16)).astype(np.float32)
+  mesh = jax.make_mesh((1,), ("data",))
+  scores, idx = mips.sharded_exact_topk(query_QxD, database_NxD, 4, mesh)
+  ref_scores, ref_idx = mips.exact_topk(query_QxD, database_NxD, 4)
+  np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx))
+  np.testing.assert_allclose(np.asarray(scores), np.asarray(ref_scores), rtol=1e-6)
+
+
+_SHARDED_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from core import mips
+    assert jax.device_count() == 8, jax.devices()
+    mesh = jax.make_mesh((8,), ('data',))
+    rng = np.random.default_rng(3)
+    query_QxD = rng.normal(size=(33, 24)).astype(np.float32)
+    for n, k, chunk in [(800, 10, None), (1001, 10, None), (1001, 7, 5), (13, 10, None), (8, 1, None)]:
+      database_NxD = rng.normal(size=(n, 24)).astype(np.float32)
+      scores, idx = mips.sharded_exact_topk(query_QxD, database_NxD, k, mesh, query_chunk=chunk)
+      ref_scores, ref_idx = mips.exact_topk(query_QxD, database_NxD, k)
+      assert len(scores.sharding.device_set) == 8
+      np.testing.assert_array_equal(np.asarray(idx), np.asarray(ref_idx), err_msg=f'n={n}')
+      np.testing.assert_allclose(np.asarray(scores), np.asarray(ref_scores), rtol=1e-5, atol=1e-6)
+      assert int(np.asarray(idx).max()) < n
+    # 2-D mesh: database sharded over 'data' only.
+    mesh2 = jax.make_mesh((4, 2), ('data', 'model'))
+    database_NxD = rng.normal(size=(999, 24)).astype(np.float32)
+    _, idx = mips.sharded_exact_topk(query_QxD, database_NxD, 10, mesh2)
+    np.testing.assert_array_equal(np.asarray(idx), np.asarray(mips.exact_topk(query_QxD, database_NxD, 10)[1]))
+    print('SHARDED_OK')
+""")
+
+
+def test_sharded_eight_devices_matches_exact():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
+  proc = subprocess.run([sys.executable, "-c", _SHARDED_SCRIPT], cwd=REPO_ROOT, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and "SHARDED_OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_recall_at_k():
+  exact = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+  assert mips.recall_at_k(exact, exact) == 1.0
+  assert mips.recall_at_k(np.array([[3, 2, 9, 9], [8, 8, 8, 8]]), exact) == pytest.approx(0.25)
+
+
+def test_clustered_vectors_normalised_and_deterministic():
+  x = mips.clustered_vectors(5, 100, 8, 4, 0.3)
+  assert x.shape == (100, 8) and x.dtype == np.float32
+  np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(x, mips.clustered_vectors(jax.random.key(5), 100, 8, 4, 0.3))
+
+
+def test_scann_recall_and_save_load(clustered, tmp_path):
+  database_NxD, query_QxD = clustered
+  _, exact_idx = mips.exact_topk(query_QxD, database_NxD, 10)
+  index = mips.ScannIndex.build(database_NxD, 10)
+  assert index.meta["mode"] == "tree_ah" and len(index) == 20_000 and index.dim == 64
+  scores, idx = index.search(query_QxD, 10)
+  assert scores.shape == idx.shape == (300, 10)
+  recall = mips.recall_at_k(idx, exact_idx)
+  assert recall >= 0.95, recall
+  # Scores are reordered exact inner products.
+  np.testing.assert_allclose(scores, np.take_along_axis(query_QxD @ database_NxD.T, idx, axis=1), atol=1e-4)
+  index.save(tmp_path / "index")
+  loaded = mips.ScannIndex.load(tmp_path / "index")
+  scores2, idx2 = loaded.search(query_QxD, 10)
+  np.testing.assert_array_equal(idx2, idx)
+  np.testing.assert_array_equal(scores2, scores)
+  assert loaded.meta == index.meta
+  _, idx_par = loaded.search(query_QxD, 10, parallel=True)
+  np.testing.assert_array_equal(idx_par, idx)
+
+
+def test_scann_brute_force_small():
+  x = mips.clustered_vectors(2, 520, 16, 10, 1.0)
+  database_NxD, query_QxD = x[:500], x[500:]
+  index = mips.ScannIndex.build(database_NxD, 5)
+  assert index.meta["mode"] == "brute_force"
+  _, idx = index.search(query_QxD, 5)
+  assert mips.recall_at_k(idx, mips.exact_topk(query_QxD, database_NxD, 5)[1]) == 1.0
+
+
+def test_errors(tmp_path):
+  db = np.ones((10, 4), np.float32)
+  with pytest.raises(ValueError, match="empty"):
+    mips.ScannIndex.build(np.zeros((0, 4), np.float32), 1)
+  with pytest.raises(ValueError, match="k=11"):
+    mips.ScannIndex.build(db, 11)
+  index = mips.ScannIndex.build(db, 3)
+  with pytest.raises(ValueError, match="dimension mismatch"):
+    index.search(np.ones((2, 5), np.float32))
+  with pytest.raises(ValueError, match="k=11"):
+    index.search(np.ones((2, 4), np.float32), 11)
+  (tmp_path / "junk").mkdir()
+  with pytest.raises(ValueError, match="not a saved ScannIndex"):
+    mips.ScannIndex.load(tmp_path / "junk")
+  with pytest.raises(ValueError, match="not a saved ScannIndex"):
+    mips.ScannIndex.load(tmp_path / "missing")
+  with pytest.raises(ValueError, match="empty"):
+    mips.exact_topk(np.ones((2, 4), np.float32), np.zeros((0, 4), np.float32), 1)
+  with pytest.raises(ValueError, match="k=11"):
+    mips.exact_topk(np.ones((2, 4), np.float32), db, 11)
+  with pytest.raises(ValueError, match="dimension mismatch"):
+    mips.exact_topk(np.ones((2, 3), np.float32), db, 1)
+  with pytest.raises(ValueError, match="no axis"):
+    mips.sharded_exact_topk(np.ones((2, 4), np.float32), db, 1, jax.make_mesh((1,), ("model",)))
