@@ -27,7 +27,7 @@ test: data
 
 ## Set up and run the main job on the bundled data: MiniLM semantic search over WordNet + Wikipedia passages.
 demo: data
-	$(PY) -m core.demo
+	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
 
 ## Benchmarks: print ratios, write results/*.json + .png.
 bench: data

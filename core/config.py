@@ -147,11 +147,33 @@ def run_main(
     except ConfigError as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)
-    train_and_evaluate(config, flags_.workdir)
+    from core.checkpoint import CheckpointError
+    from core.train import NonFiniteLossError
+
+    try:
+      train_and_evaluate(config, flags_.workdir)
+    except ConfigError as e:  # raised while building data/model from a valid-looking config
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    except (CheckpointError, NonFiniteLossError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
 
   def _run_with_one_line_errors(argv: list[str]) -> None:
+    try:  # parse once here so a bad override is one line, not absl's traceback or usage text
+      flags.FLAGS(argv)
+    except flags.Error as e:
+      text = " ".join(str(e).split())
+      if "ConfigError: " in text:  # raised by the config file's get_config(arg)
+        text = text.rsplit("ConfigError: ", 1)[1]
+      print(f"error: {text}", file=sys.stderr)
+      sys.exit(2)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:  # unknown --config.x override
+      text = str(e).replace("\\n", " ").replace("\\'", "").replace("'", "")
+      print(f"error: config override: unknown field {' '.join(text.split())}", file=sys.stderr)
+      sys.exit(2)
     try:
-      app.run(_main, argv=argv)
+      app.run(_main, argv=argv[:1])  # flags are parsed above; parsing twice would redefine the overrides
     except ConfigError as e:  # raised inside the config file's get_config(arg)
       print(f"error: {e}", file=sys.stderr)
       sys.exit(2)

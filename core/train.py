@@ -70,7 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
   """The `train`, `optimizer` and `mesh` sections with their defaults; methods override fields."""
   return ml_collections.ConfigDict(dict(
       seed=0,
-      train=dict(batch_size=32, total_steps=1000, grad_accum_steps=1, log_every=50, eval_every=0,
+      train=dict(batch_size=32, total_steps=1000, grad_accum_steps=1, log_every=50, eval_every=0, eval_batches=8,
                  checkpoint_every=500, keep_checkpoints=3, async_checkpoints=True, progress=True,
                  inject_nan_at_step=-1),
       optimizer=optim.default_config().to_dict(),
