@@ -22,158 +22,158 @@ Dtype = Any
 
 
 def make_padding_mask(attention_mask_BxL: Array) -> Array:
-    """Key-padding mask bool[B, 1, 1, L] from a 0/1 (or bool) attention mask; True where the key is a real token."""
-    return (jnp.asarray(attention_mask_BxL) > 0)[:, None, None, :]
+  """Key-padding mask bool[B, 1, 1, L] from a 0/1 (or bool) attention mask; True where the key is a real token."""
+  return (jnp.asarray(attention_mask_BxL) > 0)[:, None, None, :]
 
 
 def make_causal_mask(length: int) -> Array:
-    """Causal mask bool[1, 1, L, L]: query i may attend to keys j <= i (Vaswani et al. 2017 §3.2.3)."""
-    idx_L = jnp.arange(length)
-    return (idx_L[:, None] >= idx_L[None, :])[None, None]
+  """Causal mask bool[1, 1, L, L]: query i may attend to keys j <= i (Vaswani et al. 2017 §3.2.3)."""
+  idx_L = jnp.arange(length)
+  return (idx_L[:, None] >= idx_L[None, :])[None, None]
 
 
 def combine_masks(*masks: Array | None) -> Array | None:
-    """Logical AND of the given boolean masks (None entries are skipped); None when all are None."""
-    present = [m for m in masks if m is not None]
-    if not present:
-        return None
-    out = present[0].astype(jnp.bool_)
-    for m in present[1:]:
-        out = jnp.logical_and(out, m.astype(jnp.bool_))
-    return out
+  """Logical AND of the given boolean masks (None entries are skipped); None when all are None."""
+  present = [m for m in masks if m is not None]
+  if not present:
+    return None
+  out = present[0].astype(jnp.bool_)
+  for m in present[1:]:
+    out = jnp.logical_and(out, m.astype(jnp.bool_))
+  return out
 
 
 def dot_product_attention(
-    q_BxLxNxD: Array,
-    k_BxSxNxD: Array,
-    v_BxSxNxD: Array,
-    mask: Array | None = None,
-    bias: Array | None = None,
-    dropout_rate: float = 0.0,
-    dropout_rng: Array | None = None,
-    deterministic: bool = True,
-    dtype: Dtype | None = None,
+  q_BxLxNxD: Array,
+  k_BxSxNxD: Array,
+  v_BxSxNxD: Array,
+  mask: Array | None = None,
+  bias: Array | None = None,
+  dropout_rate: float = 0.0,
+  dropout_rng: Array | None = None,
+  deterministic: bool = True,
+  dtype: Dtype | None = None,
 ) -> Array:
-    """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + bias) V (Vaswani et al. 2017 §3.2.1, Eq. 1), per head.
+  """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + bias) V (Vaswani et al. 2017 §3.2.1, Eq. 1), per head.
 
-    Args:
-      q_BxLxNxD, k_BxSxNxD, v_BxSxNxD: queries, keys, values.
-      mask: bool, broadcastable to [B, N, L, S]; True = may attend.
-      bias: additive logits bias broadcastable to [B, N, L, S] (e.g. relative positions); added in float32.
-      dropout_rate: dropout on the attention probabilities (applied only when not deterministic).
-      dropout_rng: key for that dropout; required when it is active.
-      deterministic: disables dropout.
-      dtype: dtype of the probabilities × values product and the output; defaults to q's dtype.
+  Args:
+    q_BxLxNxD, k_BxSxNxD, v_BxSxNxD: queries, keys, values.
+    mask: bool, broadcastable to [B, N, L, S]; True = may attend.
+    bias: additive logits bias broadcastable to [B, N, L, S] (e.g. relative positions); added in float32.
+    dropout_rate: dropout on the attention probabilities (applied only when not deterministic).
+    dropout_rng: key for that dropout; required when it is active.
+    deterministic: disables dropout.
+    dtype: dtype of the probabilities × values product and the output; defaults to q's dtype.
 
-    Returns:
-      out_BxLxNxD. Query rows with no allowed key are zeros.
-    """
-    if q_BxLxNxD.ndim != 4 or k_BxSxNxD.ndim != 4 or v_BxSxNxD.ndim != 4:
-        raise ValueError(
-            f"q, k, v must be rank 4 [batch, length, heads, head_dim]; got {q_BxLxNxD.shape}, "
-            f"{k_BxSxNxD.shape}, {v_BxSxNxD.shape}"
-        )
-    if k_BxSxNxD.shape[:-1] != v_BxSxNxD.shape[:-1] or q_BxLxNxD.shape[-1] != k_BxSxNxD.shape[-1]:
-        raise ValueError(f"incompatible q/k/v shapes {q_BxLxNxD.shape}, {k_BxSxNxD.shape}, {v_BxSxNxD.shape}")
-    dtype = q_BxLxNxD.dtype if dtype is None else dtype
-    head_dim = q_BxLxNxD.shape[-1]
+  Returns:
+    out_BxLxNxD. Query rows with no allowed key are zeros.
+  """
+  if q_BxLxNxD.ndim != 4 or k_BxSxNxD.ndim != 4 or v_BxSxNxD.ndim != 4:
+    raise ValueError(
+      f"q, k, v must be rank 4 [batch, length, heads, head_dim]; got {q_BxLxNxD.shape}, "
+      f"{k_BxSxNxD.shape}, {v_BxSxNxD.shape}"
+    )
+  if k_BxSxNxD.shape[:-1] != v_BxSxNxD.shape[:-1] or q_BxLxNxD.shape[-1] != k_BxSxNxD.shape[-1]:
+    raise ValueError(f"incompatible q/k/v shapes {q_BxLxNxD.shape}, {k_BxSxNxD.shape}, {v_BxSxNxD.shape}")
+  dtype = q_BxLxNxD.dtype if dtype is None else dtype
+  head_dim = q_BxLxNxD.shape[-1]
 
-    q_BxLxNxD = q_BxLxNxD / jnp.asarray(math.sqrt(head_dim), q_BxLxNxD.dtype)
-    logits_BxNxLxS = jnp.einsum(
-        "blnd,bsnd->bnls", q_BxLxNxD, k_BxSxNxD, preferred_element_type=jnp.float32
-    ).astype(jnp.float32)
-    if bias is not None:
-        logits_BxNxLxS = logits_BxNxLxS + bias.astype(jnp.float32)
-    if mask is not None:
-        mask = mask.astype(jnp.bool_)
-        logits_BxNxLxS = jnp.where(mask, logits_BxNxLxS, jnp.finfo(jnp.float32).min)
+  q_BxLxNxD = q_BxLxNxD / jnp.asarray(math.sqrt(head_dim), q_BxLxNxD.dtype)
+  logits_BxNxLxS = jnp.einsum("blnd,bsnd->bnls", q_BxLxNxD, k_BxSxNxD, preferred_element_type=jnp.float32).astype(
+    jnp.float32
+  )
+  if bias is not None:
+    logits_BxNxLxS = logits_BxNxLxS + bias.astype(jnp.float32)
+  if mask is not None:
+    mask = mask.astype(jnp.bool_)
+    logits_BxNxLxS = jnp.where(mask, logits_BxNxLxS, jnp.finfo(jnp.float32).min)
 
-    probs_BxNxLxS = jax.nn.softmax(logits_BxNxLxS, axis=-1)
-    if mask is not None:
-        # Rows with every key masked would otherwise be uniform over the masked keys; make them zero.
-        # For all other rows this is exact: masked entries already underflow to 0.
-        probs_BxNxLxS = jnp.where(mask, probs_BxNxLxS, 0.0)
+  probs_BxNxLxS = jax.nn.softmax(logits_BxNxLxS, axis=-1)
+  if mask is not None:
+    # Rows with every key masked would otherwise be uniform over the masked keys; make them zero.
+    # For all other rows this is exact: masked entries already underflow to 0.
+    probs_BxNxLxS = jnp.where(mask, probs_BxNxLxS, 0.0)
 
-    if not deterministic and dropout_rate > 0.0:
-        if dropout_rng is None:
-            raise ValueError("dot_product_attention: dropout_rng is required when deterministic=False and rate > 0")
-        keep_prob = 1.0 - dropout_rate
-        keep_BxNxLxS = jax.random.bernoulli(dropout_rng, keep_prob, probs_BxNxLxS.shape)
-        probs_BxNxLxS = jnp.where(keep_BxNxLxS, probs_BxNxLxS / keep_prob, 0.0)
+  if not deterministic and dropout_rate > 0.0:
+    if dropout_rng is None:
+      raise ValueError("dot_product_attention: dropout_rng is required when deterministic=False and rate > 0")
+    keep_prob = 1.0 - dropout_rate
+    keep_BxNxLxS = jax.random.bernoulli(dropout_rng, keep_prob, probs_BxNxLxS.shape)
+    probs_BxNxLxS = jnp.where(keep_BxNxLxS, probs_BxNxLxS / keep_prob, 0.0)
 
-    return jnp.einsum("bnls,bsnd->blnd", probs_BxNxLxS.astype(dtype), v_BxSxNxD.astype(dtype))
+  return jnp.einsum("bnls,bsnd->blnd", probs_BxNxLxS.astype(dtype), v_BxSxNxD.astype(dtype))
 
 
 class MultiHeadAttention(nn.Module):
-    """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (Vaswani et al. 2017 §3.2.2).
+  """MultiHead(Q, K, V) = Concat(head_1..head_h) W^O (Vaswani et al. 2017 §3.2.2).
 
-    Attributes:
-      num_heads: N.
-      head_dim: D; None means H // N where H is the input width.
-      out_features: width of the output projection; None means the input width H.
-      dropout_rate: dropout on the attention probabilities.
-      dtype: compute dtype (params stay `param_dtype`); softmax is float32 regardless.
-      kernel_init, bias_init: initializers of the four projections.
+  Attributes:
+    num_heads: N.
+    head_dim: D; None means H // N where H is the input width.
+    out_features: width of the output projection; None means the input width H.
+    dropout_rate: dropout on the attention probabilities.
+    dtype: compute dtype (params stay `param_dtype`); softmax is float32 regardless.
+    kernel_init, bias_init: initializers of the four projections.
 
-    Params: `query`, `key`, `value` ({kernel [H, N*D], bias [N*D]}) and `out` ({kernel [N*D, H], bias [H]}).
-    """
+  Params: `query`, `key`, `value` ({kernel [H, N*D], bias [N*D]}) and `out` ({kernel [N*D, H], bias [H]}).
+  """
 
-    num_heads: int
-    head_dim: int | None = None
-    out_features: int | None = None
-    dropout_rate: float = 0.0
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
-    kernel_init: Callable = nn.initializers.truncated_normal(stddev=0.02)
-    bias_init: Callable = nn.initializers.zeros_init()
+  num_heads: int
+  head_dim: int | None = None
+  out_features: int | None = None
+  dropout_rate: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.truncated_normal(stddev=0.02)
+  bias_init: Callable = nn.initializers.zeros_init()
 
-    @nn.compact
-    def __call__(
-        self,
-        x_BxLxH: Array,
-        mask: Array | None = None,
-        *,
-        kv_BxSxH: Array | None = None,
-        bias: Array | None = None,
-        deterministic: bool = True,
-    ) -> Array:
-        """Self-attention over x (or cross-attention to kv_BxSxH); mask/bias broadcast to [B, N, L, S]."""
-        width = x_BxLxH.shape[-1]
-        if self.head_dim is None and width % self.num_heads:
-            raise ValueError(f"hidden size {width} is not divisible by num_heads {self.num_heads}")
-        head_dim = self.head_dim if self.head_dim is not None else width // self.num_heads
-        kv_BxSxH = x_BxLxH if kv_BxSxH is None else kv_BxSxH
+  @nn.compact
+  def __call__(
+    self,
+    x_BxLxH: Array,
+    mask: Array | None = None,
+    *,
+    kv_BxSxH: Array | None = None,
+    bias: Array | None = None,
+    deterministic: bool = True,
+  ) -> Array:
+    """Self-attention over x (or cross-attention to kv_BxSxH); mask/bias broadcast to [B, N, L, S]."""
+    width = x_BxLxH.shape[-1]
+    if self.head_dim is None and width % self.num_heads:
+      raise ValueError(f"hidden size {width} is not divisible by num_heads {self.num_heads}")
+    head_dim = self.head_dim if self.head_dim is not None else width // self.num_heads
+    kv_BxSxH = x_BxLxH if kv_BxSxH is None else kv_BxSxH
 
-        def proj(name: str, y: Array, features: int) -> Array:
-            return nn.Dense(
-                features,
-                dtype=self.dtype,
-                param_dtype=self.param_dtype,
-                kernel_init=self.kernel_init,
-                bias_init=self.bias_init,
-                name=name,
-            )(y)
+    def proj(name: str, y: Array, features: int) -> Array:
+      return nn.Dense(
+        features,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
+        bias_init=self.bias_init,
+        name=name,
+      )(y)
 
-        inner = self.num_heads * head_dim
-        b, l, _ = x_BxLxH.shape
-        s = kv_BxSxH.shape[1]
-        q_BxLxNxD = proj("query", x_BxLxH, inner).reshape(b, l, self.num_heads, head_dim)
-        k_BxSxNxD = proj("key", kv_BxSxH, inner).reshape(b, s, self.num_heads, head_dim)
-        v_BxSxNxD = proj("value", kv_BxSxH, inner).reshape(b, s, self.num_heads, head_dim)
+    inner = self.num_heads * head_dim
+    b, l, _ = x_BxLxH.shape
+    s = kv_BxSxH.shape[1]
+    q_BxLxNxD = proj("query", x_BxLxH, inner).reshape(b, l, self.num_heads, head_dim)
+    k_BxSxNxD = proj("key", kv_BxSxH, inner).reshape(b, s, self.num_heads, head_dim)
+    v_BxSxNxD = proj("value", kv_BxSxH, inner).reshape(b, s, self.num_heads, head_dim)
 
-        dropout_rng = None
-        if not deterministic and self.dropout_rate > 0.0:
-            dropout_rng = self.make_rng("dropout")
-        ctx_BxLxNxD = dot_product_attention(
-            q_BxLxNxD,
-            k_BxSxNxD,
-            v_BxSxNxD,
-            mask=mask,
-            bias=bias,
-            dropout_rate=self.dropout_rate,
-            dropout_rng=dropout_rng,
-            deterministic=deterministic,
-            dtype=self.dtype,
-        )
-        out_features = width if self.out_features is None else self.out_features
-        return proj("out", ctx_BxLxNxD.reshape(b, l, inner), out_features)
+    dropout_rng = None
+    if not deterministic and self.dropout_rate > 0.0:
+      dropout_rng = self.make_rng("dropout")
+    ctx_BxLxNxD = dot_product_attention(
+      q_BxLxNxD,
+      k_BxSxNxD,
+      v_BxSxNxD,
+      mask=mask,
+      bias=bias,
+      dropout_rate=self.dropout_rate,
+      dropout_rng=dropout_rng,
+      deterministic=deterministic,
+      dtype=self.dtype,
+    )
+    out_features = width if self.out_features is None else self.out_features
+    return proj("out", ctx_BxLxNxD.reshape(b, l, inner), out_features)

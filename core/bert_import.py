@@ -27,201 +27,226 @@ _IGNORED = ("embeddings.position_ids",)
 
 
 def config_from_hf(hf: dict[str, Any], dtype: str = "float32") -> BertConfig:
-    """Maps a HuggingFace BertConfig/ElectraConfig dict to `BertConfig`; one-line ValueError if unsupported."""
-    model_type = hf.get("model_type")
-    if model_type not in _SUPPORTED_MODEL_TYPES:
-        raise ValueError(f"unsupported model_type {model_type!r}; supported: bert, electra")
-    if hf.get("hidden_act", "gelu") != "gelu":
-        raise ValueError(f"unsupported hidden_act {hf.get('hidden_act')!r}; only exact (erf) 'gelu' is implemented")
-    if hf.get("position_embedding_type", "absolute") != "absolute":
-        raise ValueError(f"unsupported position_embedding_type {hf.get('position_embedding_type')!r}; "
-                         "only 'absolute' is implemented")
-    if hf.get("is_decoder") or hf.get("add_cross_attention"):
-        raise ValueError("unsupported config: is_decoder/add_cross_attention (encoder-only BERT is implemented)")
-    required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "max_position_embeddings", "type_vocab_size")
-    missing = [k for k in required if k not in hf]
-    if missing:
-        raise ValueError(f"config.json lacks required keys {missing}")
-    embedding_size = hf.get("embedding_size")
-    if embedding_size == hf["hidden_size"]:
-        embedding_size = None
-    return BertConfig(
-        vocab_size=int(hf["vocab_size"]),
-        hidden_size=int(hf["hidden_size"]),
-        num_layers=int(hf["num_hidden_layers"]),
-        num_heads=int(hf["num_attention_heads"]),
-        intermediate_size=int(hf["intermediate_size"]),
-        embedding_size=None if embedding_size is None else int(embedding_size),
-        max_position_embeddings=int(hf["max_position_embeddings"]),
-        type_vocab_size=int(hf["type_vocab_size"]),
-        hidden_dropout_rate=float(hf.get("hidden_dropout_prob", 0.1)),
-        attention_dropout_rate=float(hf.get("attention_probs_dropout_prob", 0.1)),
-        layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
-        initializer_range=float(hf.get("initializer_range", 0.02)),
-        dtype=dtype,
-    ).validate()
+  """Maps a HuggingFace BertConfig/ElectraConfig dict to `BertConfig`; one-line ValueError if unsupported."""
+  model_type = hf.get("model_type")
+  if model_type not in _SUPPORTED_MODEL_TYPES:
+    raise ValueError(f"unsupported model_type {model_type!r}; supported: bert, electra")
+  if hf.get("hidden_act", "gelu") != "gelu":
+    raise ValueError(f"unsupported hidden_act {hf.get('hidden_act')!r}; only exact (erf) 'gelu' is implemented")
+  if hf.get("position_embedding_type", "absolute") != "absolute":
+    raise ValueError(
+      f"unsupported position_embedding_type {hf.get('position_embedding_type')!r}; only 'absolute' is implemented"
+    )
+  if hf.get("is_decoder") or hf.get("add_cross_attention"):
+    raise ValueError("unsupported config: is_decoder/add_cross_attention (encoder-only BERT is implemented)")
+  required = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+  )
+  missing = [k for k in required if k not in hf]
+  if missing:
+    raise ValueError(f"config.json lacks required keys {missing}")
+  embedding_size = hf.get("embedding_size")
+  if embedding_size == hf["hidden_size"]:
+    embedding_size = None
+  return BertConfig(
+    vocab_size=int(hf["vocab_size"]),
+    hidden_size=int(hf["hidden_size"]),
+    num_layers=int(hf["num_hidden_layers"]),
+    num_heads=int(hf["num_attention_heads"]),
+    intermediate_size=int(hf["intermediate_size"]),
+    embedding_size=None if embedding_size is None else int(embedding_size),
+    max_position_embeddings=int(hf["max_position_embeddings"]),
+    type_vocab_size=int(hf["type_vocab_size"]),
+    hidden_dropout_rate=float(hf.get("hidden_dropout_prob", 0.1)),
+    attention_dropout_rate=float(hf.get("attention_probs_dropout_prob", 0.1)),
+    layer_norm_eps=float(hf.get("layer_norm_eps", 1e-12)),
+    initializer_range=float(hf.get("initializer_range", 0.02)),
+    dtype=dtype,
+  ).validate()
 
 
 def _name_map(config: BertConfig, with_mlm_head: bool) -> dict[tuple[str, ...], tuple[str, bool]]:
-    """flax param path -> (HF tensor name without the 'bert.' prefix, transpose?). LayerNorm names use weight/bias."""
-    names: dict[tuple[str, ...], tuple[str, bool]] = {}
+  """flax param path -> (HF tensor name without the 'bert.' prefix, transpose?). LayerNorm names use weight/bias."""
+  names: dict[tuple[str, ...], tuple[str, bool]] = {}
 
-    def dense(path: tuple[str, ...], hf: str) -> None:
-        names[path + ("kernel",)] = (f"{hf}.weight", True)
-        names[path + ("bias",)] = (f"{hf}.bias", False)
+  def dense(path: tuple[str, ...], hf: str) -> None:
+    names[path + ("kernel",)] = (f"{hf}.weight", True)
+    names[path + ("bias",)] = (f"{hf}.bias", False)
 
-    def norm(path: tuple[str, ...], hf: str) -> None:
-        names[path + ("scale",)] = (f"{hf}.weight", False)
-        names[path + ("bias",)] = (f"{hf}.bias", False)
+  def norm(path: tuple[str, ...], hf: str) -> None:
+    names[path + ("scale",)] = (f"{hf}.weight", False)
+    names[path + ("bias",)] = (f"{hf}.bias", False)
 
-    for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        names[("embeddings", table, "embedding")] = (f"embeddings.{table}.weight", False)
-    norm(("embeddings", "layer_norm"), "embeddings.LayerNorm")
-    if config.emb_size != config.hidden_size:
-        dense(("embeddings_project",), "embeddings_project")
-    for i in range(config.num_layers):
-        ours, hf = (f"layer_{i}",), f"encoder.layer.{i}"
-        for proj in ("query", "key", "value"):
-            dense(ours + ("attention", proj), f"{hf}.attention.self.{proj}")
-        dense(ours + ("attention", "out"), f"{hf}.attention.output.dense")
-        norm(ours + ("attention_layer_norm",), f"{hf}.attention.output.LayerNorm")
-        dense(ours + ("intermediate",), f"{hf}.intermediate.dense")
-        dense(ours + ("output",), f"{hf}.output.dense")
-        norm(ours + ("output_layer_norm",), f"{hf}.output.LayerNorm")
-    if with_mlm_head:
-        names = {("encoder",) + k: v for k, v in names.items()}
-        dense(("mlm_head", "dense"), "cls.predictions.transform.dense")
-        norm(("mlm_head", "layer_norm"), "cls.predictions.transform.LayerNorm")
-        names[("mlm_head", "bias")] = ("cls.predictions.bias", False)
-    return names
+  for table in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+    names[("embeddings", table, "embedding")] = (f"embeddings.{table}.weight", False)
+  norm(("embeddings", "layer_norm"), "embeddings.LayerNorm")
+  if config.emb_size != config.hidden_size:
+    dense(("embeddings_project",), "embeddings_project")
+  for i in range(config.num_layers):
+    ours, hf = (f"layer_{i}",), f"encoder.layer.{i}"
+    for proj in ("query", "key", "value"):
+      dense(ours + ("attention", proj), f"{hf}.attention.self.{proj}")
+    dense(ours + ("attention", "out"), f"{hf}.attention.output.dense")
+    norm(ours + ("attention_layer_norm",), f"{hf}.attention.output.LayerNorm")
+    dense(ours + ("intermediate",), f"{hf}.intermediate.dense")
+    dense(ours + ("output",), f"{hf}.output.dense")
+    norm(ours + ("output_layer_norm",), f"{hf}.output.LayerNorm")
+  if with_mlm_head:
+    names = {("encoder",) + k: v for k, v in names.items()}
+    dense(("mlm_head", "dense"), "cls.predictions.transform.dense")
+    norm(("mlm_head", "layer_norm"), "cls.predictions.transform.LayerNorm")
+    names[("mlm_head", "bias")] = ("cls.predictions.bias", False)
+  return names
 
 
 def _resolve(path: Any) -> tuple[Path, Path]:
-    path = Path(path)
-    weights = path / "model.safetensors" if path.is_dir() else path
-    if not weights.is_file():
-        raise FileNotFoundError(f"no safetensors checkpoint at {weights}")
-    config = weights.parent / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"no config.json next to {weights}")
-    return weights, config
+  path = Path(path)
+  weights = path / "model.safetensors" if path.is_dir() else path
+  if not weights.is_file():
+    raise FileNotFoundError(f"no safetensors checkpoint at {weights}")
+  config = weights.parent / "config.json"
+  if not config.is_file():
+    raise FileNotFoundError(f"no config.json next to {weights}")
+  return weights, config
 
 
 def _lookup(tensors: dict[str, np.ndarray], prefix: str, name: str) -> str | None:
-    """The stored key for `name`, trying the base-model prefix and the old TF gamma/beta LayerNorm names."""
-    candidates = [name]
-    if ".LayerNorm." in name:
-        candidates.append(name.replace(".LayerNorm.weight", ".LayerNorm.gamma").replace(".LayerNorm.bias",
-                                                                                        ".LayerNorm.beta"))
-    for cand in candidates:
-        for key in ((cand,) if cand.startswith("cls.") else (prefix + cand, cand)):
-            if key in tensors:
-                return key
-    return None
+  """The stored key for `name`, trying the base-model prefix and the old TF gamma/beta LayerNorm names."""
+  candidates = [name]
+  if ".LayerNorm." in name:
+    candidates.append(
+      name.replace(".LayerNorm.weight", ".LayerNorm.gamma").replace(".LayerNorm.bias", ".LayerNorm.beta")
+    )
+  for cand in candidates:
+    for key in (cand,) if cand.startswith("cls.") else (prefix + cand, cand):
+      if key in tensors:
+        return key
+  return None
 
 
 def load_hf_bert(path: Any, *, dtype: str = "float32", with_mlm_head: bool = False) -> tuple[BertConfig, dict]:
-    """Loads `model.safetensors` + `config.json` (a directory, or the .safetensors file) into `BertEncoder` params.
+  """Loads `model.safetensors` + `config.json` (a directory, or the .safetensors file) into `BertEncoder` params.
 
-    Accepts the HF names of BertModel / BertForMaskedLM / ElectraModel (optional 'bert.' or 'electra.' prefix);
-    ignores the pooler, task heads and the position_ids buffer. With `with_mlm_head=True` the result is the
-    `BertForMlm` tree {'encoder', 'mlm_head'} read from `cls.predictions.*` (ValueError if the checkpoint has no
-    MLM head, e.g. all-MiniLM-L6-v2). Params are float32; `dtype` sets the config's compute dtype.
+  Accepts the HF names of BertModel / BertForMaskedLM / ElectraModel (optional 'bert.' or 'electra.' prefix);
+  ignores the pooler, task heads and the position_ids buffer. With `with_mlm_head=True` the result is the
+  `BertForMlm` tree {'encoder', 'mlm_head'} read from `cls.predictions.*` (ValueError if the checkpoint has no
+  MLM head, e.g. all-MiniLM-L6-v2). Params are float32; `dtype` sets the config's compute dtype.
 
-    Raises one-line FileNotFoundError (missing file) or ValueError (unsupported config, missing tensors, a tensor
-    whose shape disagrees with config.json, unexpected base-model tensors, an untied MLM decoder).
-    """
-    from safetensors.numpy import load_file
+  Raises one-line FileNotFoundError (missing file) or ValueError (unsupported config, missing tensors, a tensor
+  whose shape disagrees with config.json, unexpected base-model tensors, an untied MLM decoder).
+  """
+  from safetensors.numpy import load_file
 
-    weights_path, config_path = _resolve(path)
-    try:
-        hf_config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path}: invalid JSON ({e.msg} at line {e.lineno})") from None
-    config = config_from_hf(hf_config, dtype=dtype)
-    tensors = load_file(str(weights_path))
-    prefix = next((p for p in _BASE_PREFIXES if any(k.startswith(p) for k in tensors)), "")
+  weights_path, config_path = _resolve(path)
+  try:
+    hf_config = json.loads(config_path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{config_path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+  config = config_from_hf(hf_config, dtype=dtype)
+  tensors = load_file(str(weights_path))
+  prefix = next((p for p in _BASE_PREFIXES if any(k.startswith(p) for k in tensors)), "")
 
-    model = BertForMlm(config) if with_mlm_head else BertEncoder(config)
-    ids_1x1 = jnp.zeros((1, 1), jnp.int32)
-    expected = traverse_util.flatten_dict(jax.eval_shape(lambda: model.init(jax.random.key(0), ids_1x1))["params"])
-    names = _name_map(config, with_mlm_head)
-    if set(names) != set(expected):
-        raise AssertionError(f"internal name map out of sync with the model: {set(names) ^ set(expected)}")
+  model = BertForMlm(config) if with_mlm_head else BertEncoder(config)
+  ids_1x1 = jnp.zeros((1, 1), jnp.int32)
+  expected = traverse_util.flatten_dict(jax.eval_shape(lambda: model.init(jax.random.key(0), ids_1x1))["params"])
+  names = _name_map(config, with_mlm_head)
+  if set(names) != set(expected):
+    raise AssertionError(f"internal name map out of sync with the model: {set(names) ^ set(expected)}")
 
-    if with_mlm_head and not any(k.startswith("cls.predictions.") for k in tensors):
-        raise ValueError(f"{weights_path}: no MLM head (cls.predictions.*) in this checkpoint; "
-                         "load the encoder and initialise the head instead")
-    flat: dict[tuple[str, ...], np.ndarray] = {}
-    used: set[str] = set()
-    missing: list[str] = []
-    for our_path, (hf_name, transpose) in names.items():
-        key = _lookup(tensors, prefix, hf_name)
-        if key is None:
-            missing.append(hf_name)
-            continue
-        want = tuple(expected[our_path].shape)
-        value = tensors[key]
-        got = tuple(value.shape[::-1]) if transpose else tuple(value.shape)
-        if got != want:
-            torch_want = want[::-1] if transpose else want
-            raise ValueError(f"{weights_path.name}: tensor {key} has shape {tuple(value.shape)}, expected "
-                             f"{torch_want} from config.json")
-        value = np.asarray(value, np.float32)
-        flat[our_path] = np.ascontiguousarray(value.T) if transpose else value
-        used.add(key)
-    if missing:
-        raise ValueError(f"{weights_path.name}: {len(missing)} tensors missing, e.g. {missing[:4]}")
+  if with_mlm_head and not any(k.startswith("cls.predictions.") for k in tensors):
+    raise ValueError(
+      f"{weights_path}: no MLM head (cls.predictions.*) in this checkpoint; "
+      "load the encoder and initialise the head instead"
+    )
+  flat: dict[tuple[str, ...], np.ndarray] = {}
+  used: set[str] = set()
+  missing: list[str] = []
+  for our_path, (hf_name, transpose) in names.items():
+    key = _lookup(tensors, prefix, hf_name)
+    if key is None:
+      missing.append(hf_name)
+      continue
+    want = tuple(expected[our_path].shape)
+    value = tensors[key]
+    got = tuple(value.shape[::-1]) if transpose else tuple(value.shape)
+    if got != want:
+      torch_want = want[::-1] if transpose else want
+      raise ValueError(
+        f"{weights_path.name}: tensor {key} has shape {tuple(value.shape)}, expected {torch_want} from config.json"
+      )
+    value = np.asarray(value, np.float32)
+    flat[our_path] = np.ascontiguousarray(value.T) if transpose else value
+    used.add(key)
+  if missing:
+    raise ValueError(f"{weights_path.name}: {len(missing)} tensors missing, e.g. {missing[:4]}")
 
-    unexpected = sorted(
-        k for k in tensors
-        if k not in used and k.removeprefix(prefix) not in _IGNORED
-        and k.removeprefix(prefix).startswith(_BASE_NAMESPACES))
-    if unexpected:
-        raise ValueError(f"{weights_path.name}: {len(unexpected)} base-model tensors not used by config.json "
-                         f"(e.g. {unexpected[:4]}); config and weights disagree")
-    if with_mlm_head and "cls.predictions.decoder.weight" in tensors:
-        table = flat[("encoder", "embeddings", "word_embeddings", "embedding")]
-        if not np.array_equal(np.asarray(tensors["cls.predictions.decoder.weight"], np.float32), table):
-            raise ValueError(f"{weights_path.name}: cls.predictions.decoder.weight differs from the word "
-                             "embeddings; only tied MLM heads are supported")
+  unexpected = sorted(
+    k
+    for k in tensors
+    if k not in used and k.removeprefix(prefix) not in _IGNORED and k.removeprefix(prefix).startswith(_BASE_NAMESPACES)
+  )
+  if unexpected:
+    raise ValueError(
+      f"{weights_path.name}: {len(unexpected)} base-model tensors not used by config.json "
+      f"(e.g. {unexpected[:4]}); config and weights disagree"
+    )
+  if with_mlm_head and "cls.predictions.decoder.weight" in tensors:
+    table = flat[("encoder", "embeddings", "word_embeddings", "embedding")]
+    if not np.array_equal(np.asarray(tensors["cls.predictions.decoder.weight"], np.float32), table):
+      raise ValueError(
+        f"{weights_path.name}: cls.predictions.decoder.weight differs from the word "
+        "embeddings; only tied MLM heads are supported"
+      )
 
-    params = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
-    ref = traverse_util.unflatten_dict(expected)
-    got_shapes = jax.tree.map(lambda a: (a.shape, a.dtype), params)
-    want_shapes = jax.tree.map(lambda a: (a.shape, a.dtype), ref)
-    if jax.tree.structure(params) != jax.tree.structure(ref) or got_shapes != want_shapes:
-        raise AssertionError("loaded params do not match the model's eval_shape tree")
-    return config, params
+  params = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
+  ref = traverse_util.unflatten_dict(expected)
+  got_shapes = jax.tree.map(lambda a: (a.shape, a.dtype), params)
+  want_shapes = jax.tree.map(lambda a: (a.shape, a.dtype), ref)
+  if jax.tree.structure(params) != jax.tree.structure(ref) or got_shapes != want_shapes:
+    raise AssertionError("loaded params do not match the model's eval_shape tree")
+  return config, params
 
 
-def to_hf_tensors(config: BertConfig, params: dict, *, with_mlm_head: bool = False,
-                  prefix: str = "") -> dict[str, np.ndarray]:
-    """Inverse of `load_hf_bert`: flax params -> HF-named float32 numpy tensors (torch [out, in] layout).
+def to_hf_tensors(
+  config: BertConfig, params: dict, *, with_mlm_head: bool = False, prefix: str = ""
+) -> dict[str, np.ndarray]:
+  """Inverse of `load_hf_bert`: flax params -> HF-named float32 numpy tensors (torch [out, in] layout).
 
-    Write them with `safetensors.numpy.save_file`; `prefix='bert.'` gives BertForMaskedLM-style names.
-    """
-    flat = traverse_util.flatten_dict(params)
-    out: dict[str, np.ndarray] = {}
-    for our_path, (hf_name, transpose) in _name_map(config, with_mlm_head).items():
-        value = np.asarray(flat[our_path], np.float32)
-        key = hf_name if hf_name.startswith("cls.") else prefix + hf_name
-        out[key] = np.ascontiguousarray(value.T) if transpose else value
-    return out
+  Write them with `safetensors.numpy.save_file`; `prefix='bert.'` gives BertForMaskedLM-style names.
+  """
+  flat = traverse_util.flatten_dict(params)
+  out: dict[str, np.ndarray] = {}
+  for our_path, (hf_name, transpose) in _name_map(config, with_mlm_head).items():
+    value = np.asarray(flat[our_path], np.float32)
+    key = hf_name if hf_name.startswith("cls.") else prefix + hf_name
+    out[key] = np.ascontiguousarray(value.T) if transpose else value
+  return out
 
 
 def hf_config_dict(config: BertConfig) -> dict[str, Any]:
-    """A HuggingFace-style config.json dict for `config` (inverse of `config_from_hf`)."""
-    hf = {
-        "model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute",
-        "vocab_size": config.vocab_size, "hidden_size": config.hidden_size, "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_heads, "intermediate_size": config.intermediate_size,
-        "max_position_embeddings": config.max_position_embeddings, "type_vocab_size": config.type_vocab_size,
-        "hidden_dropout_prob": config.hidden_dropout_rate,
-        "attention_probs_dropout_prob": config.attention_dropout_rate,
-        "layer_norm_eps": config.layer_norm_eps, "initializer_range": config.initializer_range,
-    }
-    if config.embedding_size is not None:
-        hf.update(model_type="electra", embedding_size=config.embedding_size)
-    return hf
+  """A HuggingFace-style config.json dict for `config` (inverse of `config_from_hf`)."""
+  hf = {
+    "model_type": "bert",
+    "hidden_act": "gelu",
+    "position_embedding_type": "absolute",
+    "vocab_size": config.vocab_size,
+    "hidden_size": config.hidden_size,
+    "num_hidden_layers": config.num_layers,
+    "num_attention_heads": config.num_heads,
+    "intermediate_size": config.intermediate_size,
+    "max_position_embeddings": config.max_position_embeddings,
+    "type_vocab_size": config.type_vocab_size,
+    "hidden_dropout_prob": config.hidden_dropout_rate,
+    "attention_probs_dropout_prob": config.attention_dropout_rate,
+    "layer_norm_eps": config.layer_norm_eps,
+    "initializer_range": config.initializer_range,
+  }
+  if config.embedding_size is not None:
+    hf.update(model_type="electra", embedding_size=config.embedding_size)
+  return hf

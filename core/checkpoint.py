@@ -26,8 +26,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
-                                           enable_async_checkpointing=async_save)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
     handlers = {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
@@ -77,8 +76,10 @@ class Checkpointer:
       if name not in saved_shapes:
         raise CheckpointError(f"checkpoint {self.directory}/{step} has no entry {name} (saved from a different model?)")
       if saved_shapes[name] != tuple(leaf.shape):
-        raise CheckpointError(f"checkpoint {self.directory}/{step}: {name} has shape {saved_shapes[name]}, "
-                              f"the model expects {tuple(leaf.shape)} (different config?)")
+        raise CheckpointError(
+          f"checkpoint {self.directory}/{step}: {name} has shape {saved_shapes[name]}, "
+          f"the model expects {tuple(leaf.shape)} (different config?)"
+        )
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

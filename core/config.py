@@ -117,9 +117,9 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 
 
 def run_main(
-    train_and_evaluate: Callable[[ml_collections.ConfigDict, str], Any],
-    validate: Callable[[ml_collections.ConfigDict], None],
-    default_config: str,
+  train_and_evaluate: Callable[[ml_collections.ConfigDict, str], Any],
+  validate: Callable[[ml_collections.ConfigDict], None],
+  default_config: str,
 ) -> None:
   """The shared absl `main`: parses `--config`, `--workdir`, `--multihost`, validates, then runs.
 

@@ -45,8 +45,11 @@ def build_passages(config) -> list[tuple[str, str]]:
   wiki = corpora.wikipedia_passages(words=100)
   n_wiki = min(len(wiki), int(config.passages * config.wikipedia_share))
   wiki = [wiki[i] for i in sorted(rng.choice(len(wiki), n_wiki, replace=False))]
-  glosses = [(lemmas[0].replace("_", " "), f"{', '.join(l.replace('_', ' ') for l in lemmas)}: {gloss}")
-             for lemmas, gloss, pos in corpora.wordnet_glosses() if pos == "n"]
+  glosses = [
+    (lemmas[0].replace("_", " "), f"{', '.join(l.replace('_', ' ') for l in lemmas)}: {gloss}")
+    for lemmas, gloss, pos in corpora.wordnet_glosses()
+    if pos == "n"
+  ]
   capital = [g for g in glosses if "capital" in g[1].lower()]
   others = [g for g in glosses if "capital" not in g[1].lower()]
   n_other = max(0, config.passages - n_wiki - len(capital))
@@ -65,8 +68,9 @@ class Embedder:
     self.tokenizer = tokenizers.WordPieceTokenizer(model_dir / "vocab.txt")
     self.model = bert_lib.BertEncoder(self.config)
     self.max_length, self.batch_size = max_length, batch_size
-    self._apply = jax.jit(lambda params, ids, mask: bert_lib.sentence_embedding(
-        self.model.apply({"params": params}, ids, None, mask), mask))
+    self._apply = jax.jit(
+      lambda params, ids, mask: bert_lib.sentence_embedding(self.model.apply({"params": params}, ids, None, mask), mask)
+    )
 
   def __call__(self, texts: list[str], desc: str | None = None) -> np.ndarray:
     """[N, H] float32. Texts are sorted by length and padded to the next bucket (16, 32, 64, ...) to save compute."""
@@ -75,7 +79,7 @@ class Embedder:
     out = np.zeros((len(texts), self.config.hidden_size), np.float32)
     bar = tqdm(total=len(texts), desc=desc, disable=desc is None, dynamic_ncols=True)
     for start in range(0, len(texts), self.batch_size):
-      idx = order[start:start + self.batch_size]
+      idx = order[start : start + self.batch_size]
       bucket = min(self.max_length, max(16, 1 << int(np.ceil(np.log2(max(lengths[idx].max(), 2))))))
       enc = self.tokenizer.encode_batch([texts[i] for i in idx], max_length=bucket)
       pad = self.batch_size - len(idx)  # keep one batch shape per bucket: fewer compilations
@@ -145,16 +149,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     top = " ".join(passages[i][1].lower() for i in exact_idx[len(config.queries) + q, :5])
     hits += any(re.search(rf"\b{re.escape(a)}\b", top) for a in answers)
   summary = dict(
-      passages=len(passages), queries=len(queries), embed_seconds=embed_s,
-      exact_qps=len(queries) / exact_s, scann_build_seconds=build_s, scann_qps=len(queries) / scann_s,
-      scann_recall_at_k=mips.recall_at_k(scann_idx, exact_idx), k=config.k,
-      quiz_capital_questions=len(quiz), quiz_answer_in_top5=hits / max(1, len(quiz)))
-  print(f"\n{summary['passages']} passages, {summary['queries']} queries | exact {summary['exact_qps']:.0f} q/s | "
-        f"ScaNN {summary['scann_qps']:.0f} q/s (build {build_s:.1f} s), recall@{config.k} vs exact "
-        f"{summary['scann_recall_at_k']:.3f} | quiz capital answer in top-5: {hits}/{len(quiz)} "
-        f"({summary['quiz_answer_in_top5']:.1%})")
-  with open(os.path.join(workdir, "demo_semantic_search.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+    passages=len(passages),
+    queries=len(queries),
+    embed_seconds=embed_s,
+    exact_qps=len(queries) / exact_s,
+    scann_build_seconds=build_s,
+    scann_qps=len(queries) / scann_s,
+    scann_recall_at_k=mips.recall_at_k(scann_idx, exact_idx),
+    k=config.k,
+    quiz_capital_questions=len(quiz),
+    quiz_answer_in_top5=hits / max(1, len(quiz)),
+  )
+  print(
+    f"\n{summary['passages']} passages, {summary['queries']} queries | exact {summary['exact_qps']:.0f} q/s | "
+    f"ScaNN {summary['scann_qps']:.0f} q/s (build {build_s:.1f} s), recall@{config.k} vs exact "
+    f"{summary['scann_recall_at_k']:.3f} | quiz capital answer in top-5: {hits}/{len(quiz)} "
+    f"({summary['quiz_answer_in_top5']:.1%})"
+  )
+  for folder in filter(None, (workdir, config.results_dir)):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "core_demo_search.json"), "w") as f:
+      json.dump({"command": "make demo", "jax": jax.__version__, **summary}, f, indent=1)
   return summary
 
 

@@ -114,9 +114,9 @@ def _sharded_topk_jit(query_QxD, database_NxD, k: int, query_chunk: int, mesh, a
     scores_QxK, pos_QxK = jax.lax.top_k(scores_QxM, k)
     return scores_QxK, jnp.take_along_axis(idx_QxM, pos_QxK, axis=1)
 
-  return jax.shard_map(
-      local, mesh=mesh, in_specs=(jax.P(), jax.P(axis, None)), out_specs=(jax.P(), jax.P())
-  )(query_QxD, database_NxD)
+  return jax.shard_map(local, mesh=mesh, in_specs=(jax.P(), jax.P(axis, None)), out_specs=(jax.P(), jax.P()))(
+    query_QxD, database_NxD
+  )
 
 
 def sharded_exact_topk(query_QxD, database_NxD, k: int, mesh, axis: str = "data", *, query_chunk: int | None = None):
@@ -144,8 +144,9 @@ def sharded_exact_topk(query_QxD, database_NxD, k: int, mesh, axis: str = "data"
   database_NxD = jax.device_put(database_NxD, jax.NamedSharding(mesh, jax.P(axis, None)))
   query_QxD = jax.device_put(query_QxD, jax.NamedSharding(mesh, jax.P()))
   chunk = _auto_chunk(query_QxD.shape[0], database_NxD.shape[0] // num_shards, query_chunk)
-  return _sharded_topk_jit(query_QxD, database_NxD, k=int(k), query_chunk=chunk, mesh=mesh, axis=axis,
-                           num_valid=num_rows)
+  return _sharded_topk_jit(
+    query_QxD, database_NxD, k=int(k), query_chunk=chunk, mesh=mesh, axis=axis, num_valid=num_rows
+  )
 
 
 def recall_at_k(approx_idx_QxK, exact_idx_QxK) -> float:
@@ -201,18 +202,18 @@ class ScannIndex:
 
   @classmethod
   def build(
-      cls,
-      database_NxD,
-      k: int = 10,
-      num_leaves: int | None = None,
-      num_leaves_to_search: int | None = None,
-      reorder: int | None = None,
-      *,
-      training_sample_size: int | None = None,
-      dims_per_block: int = 2,
-      anisotropic_quantization_threshold: float = 0.2,
-      brute_force_below: int = 2000,
-      training_threads: int = 0,
+    cls,
+    database_NxD,
+    k: int = 10,
+    num_leaves: int | None = None,
+    num_leaves_to_search: int | None = None,
+    reorder: int | None = None,
+    *,
+    training_sample_size: int | None = None,
+    dims_per_block: int = 2,
+    anisotropic_quantization_threshold: float = 0.2,
+    brute_force_below: int = 2000,
+    training_threads: int = 0,
   ) -> "ScannIndex":
     """Builds a 'dot_product' ScaNN searcher; None arguments get defaults scaled to N.
 
@@ -246,15 +247,29 @@ class ScannIndex:
       sample = int(min(training_sample_size or 100_000, num_rows))
       min_partition = max(1, min(50, num_rows // (4 * num_leaves)))
       searcher = (
-          builder.tree(num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
-                       training_sample_size=sample, min_partition_size=min_partition)
-          .score_ah(dims_per_block, anisotropic_quantization_threshold=anisotropic_quantization_threshold,
-                    training_sample_size=sample)
-          .reorder(reorder)
-          .build())
-      meta.update(mode="tree_ah", num_leaves=num_leaves, num_leaves_to_search=num_leaves_to_search,
-                  reorder=reorder, training_sample_size=sample, dims_per_block=dims_per_block,
-                  anisotropic_quantization_threshold=anisotropic_quantization_threshold)
+        builder.tree(
+          num_leaves=num_leaves,
+          num_leaves_to_search=num_leaves_to_search,
+          training_sample_size=sample,
+          min_partition_size=min_partition,
+        )
+        .score_ah(
+          dims_per_block,
+          anisotropic_quantization_threshold=anisotropic_quantization_threshold,
+          training_sample_size=sample,
+        )
+        .reorder(reorder)
+        .build()
+      )
+      meta.update(
+        mode="tree_ah",
+        num_leaves=num_leaves,
+        num_leaves_to_search=num_leaves_to_search,
+        reorder=reorder,
+        training_sample_size=sample,
+        dims_per_block=dims_per_block,
+        anisotropic_quantization_threshold=anisotropic_quantization_threshold,
+      )
     return cls(searcher, meta)
 
   def search(self, query_QxD, k: int | None = None, *, parallel: bool = False):

@@ -20,9 +20,19 @@ def max_predictions(mask_prob: float, seq_len: int) -> int:
   return int((mask_prob + 0.005) * seq_len)
 
 
-def mask_tokens(key: jax.Array, input_ids_BxL: jax.Array, attention_mask_BxL: jax.Array, *, mask_prob: float,
-                mask_id: int, vocab_size: int, special_ids: Sequence[int] = (), mask_token_fraction: float = 0.8,
-                random_token_fraction: float = 0.1, max_predictions_per_seq: int | None = None):
+def mask_tokens(
+  key: jax.Array,
+  input_ids_BxL: jax.Array,
+  attention_mask_BxL: jax.Array,
+  *,
+  mask_prob: float,
+  mask_id: int,
+  vocab_size: int,
+  special_ids: Sequence[int] = (),
+  mask_token_fraction: float = 0.8,
+  random_token_fraction: float = 0.1,
+  max_predictions_per_seq: int | None = None,
+):
   """Returns (corrupted_ids_BxL, is_masked_BxL bool). Eligible = real (attention_mask) and not in special_ids."""
   batch, length = input_ids_BxL.shape
   cap = max_predictions(mask_prob, length) if max_predictions_per_seq is None else max_predictions_per_seq
@@ -43,8 +53,9 @@ def mask_tokens(key: jax.Array, input_ids_BxL: jax.Array, attention_mask_BxL: ja
 
   kind_BxL = jax.random.uniform(kind_key, (batch, length))
   to_mask_BxL = is_masked_BxL & (kind_BxL < mask_token_fraction)
-  to_random_BxL = is_masked_BxL & (kind_BxL >= mask_token_fraction) & (
-      kind_BxL < mask_token_fraction + random_token_fraction)
+  to_random_BxL = (
+    is_masked_BxL & (kind_BxL >= mask_token_fraction) & (kind_BxL < mask_token_fraction + random_token_fraction)
+  )
   random_ids_BxL = jax.random.randint(random_key, (batch, length), 0, vocab_size, dtype=input_ids_BxL.dtype)
   corrupted_BxL = jnp.where(to_mask_BxL, mask_id, input_ids_BxL)
   corrupted_BxL = jnp.where(to_random_BxL, random_ids_BxL, corrupted_BxL)

@@ -41,9 +41,20 @@ def validate(config: ml_collections.ConfigDict, prefix: str = "optimizer") -> No
 
 
 def default_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name="adamw", peak_lr=1e-4, schedule="warmup_linear", warmup_steps=0, end_lr_fraction=0.0,
-      weight_decay=0.01, b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0))
+  return ml_collections.ConfigDict(
+    dict(
+      name="adamw",
+      peak_lr=1e-4,
+      schedule="warmup_linear",
+      warmup_steps=0,
+      end_lr_fraction=0.0,
+      weight_decay=0.01,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-6,
+      clip_norm=1.0,
+    )
+  )
 
 
 def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -53,33 +64,42 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
     return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup])
   if opt.schedule == "warmup_linear":
     return optax.join_schedules(
-        [optax.linear_schedule(0.0, peak, warmup), optax.linear_schedule(peak, end, max(1, total_steps - warmup))],
-        [warmup])
+      [optax.linear_schedule(0.0, peak, warmup), optax.linear_schedule(peak, end, max(1, total_steps - warmup))],
+      [warmup],
+    )
   if opt.schedule == "warmup_cosine":
     return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total_steps, warmup + 1), end_value=end)
   if opt.schedule == "warmup_times_linear":
+
     def schedule(step):
       t = jnp.asarray(step, jnp.float32)
       warm = jnp.minimum(1.0, t / warmup) if warmup > 0 else 1.0
       decay = jnp.maximum(0.0, 1.0 - t / total_steps)
       return peak * warm * (end / peak + (1.0 - end / peak) * decay)
+
     return schedule
   raise config_lib.ConfigError(f"optimizer.schedule: unknown value {opt.schedule!r} (allowed: {', '.join(SCHEDULES)})")
 
 
 def decay_mask(params: Any) -> Any:
   """True where weight decay applies: every weight matrix/table, never biases or LayerNorm parameters."""
+
   def wants_decay(path, leaf):
     names = [str(getattr(k, "key", getattr(k, "name", k))).lower() for k in path]
     if names and names[-1] in ("bias", "scale"):
       return False
     return not any(tag in name for name in names for tag in _NO_DECAY_NAMES) and jnp.ndim(leaf) > 1
+
   return jax.tree_util.tree_map_with_path(wants_decay, params)
 
 
-def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int, *,
-                   scale_by: optax.GradientTransformation | None = None,
-                   mask_fn=decay_mask) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+  opt: ml_collections.ConfigDict,
+  total_steps: int,
+  *,
+  scale_by: optax.GradientTransformation | None = None,
+  mask_fn=decay_mask,
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns (tx, schedule): clip → scale (Adam/LAMB/...) → decoupled weight decay → −lr(t)."""
   schedule = make_schedule(opt, total_steps)
   if scale_by is None:

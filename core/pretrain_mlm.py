@@ -41,21 +41,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
   except (TypeError, ValueError) as e:
     raise config_lib.ConfigError(f"model: {e}") from None
   config_lib.check_choice(config, "data.corpus", CORPORA)
+  config_lib.check_choice(config, "data.shard_by", ("rows", "documents"))
   config_lib.check_int(config, "data.seq_len", minimum=8)
   if config.data.seq_len > model.max_position_embeddings:
-    raise config_lib.ConfigError(f"data.seq_len: {config.data.seq_len} exceeds model.max_position_embeddings "
-                                 f"{model.max_position_embeddings}")
+    raise config_lib.ConfigError(
+      f"data.seq_len: {config.data.seq_len} exceeds model.max_position_embeddings {model.max_position_embeddings}"
+    )
   config_lib.check_range(config, "data.eval_fraction", 0.0, 1.0)
   config_lib.check_range(config, "mlm.mask_prob", 0.0, 1.0)
   config_lib.check_range(config, "mlm.mask_token_fraction", 0.0, 1.0, inclusive=True)
-  config_lib.check_range(config, "mlm.random_token_fraction", 0.0, 1.0 - config.mlm.mask_token_fraction,
-                         inclusive=True)
+  config_lib.check_range(config, "mlm.random_token_fraction", 0.0, 1.0 - config.mlm.mask_token_fraction, inclusive=True)
   if config.data.vocab_path:
     config_lib.check_file(config, "data.vocab_path", "a BERT WordPiece vocab.txt (run `make data` for the bundled one)")
   init_from = config.init_from
   if init_from not in INIT_FROM and not os.path.isdir(os.path.expanduser(init_from)):
-    raise config_lib.ConfigError(f"init_from: {init_from!r} is neither a HuggingFace checkpoint directory nor one of "
-                                 f"{', '.join(repr(x) for x in INIT_FROM)}")
+    raise config_lib.ConfigError(
+      f"init_from: {init_from!r} is neither a HuggingFace checkpoint directory nor one of "
+      f"{', '.join(repr(x) for x in INIT_FROM)}"
+    )
 
 
 def load_documents(config: ml_collections.ConfigDict, tokenizer) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -79,16 +82,22 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
   tokenizer = tokenizers.WordPieceTokenizer(config.data.vocab_path or corpora.bert_vocab_path())
   model_config = bert_config(config)
   if model_config.vocab_size != tokenizer.vocab_size:
-    raise config_lib.ConfigError(f"model.vocab_size: {model_config.vocab_size} != the tokenizer's "
-                                 f"{tokenizer.vocab_size} entries")
+    raise config_lib.ConfigError(
+      f"model.vocab_size: {model_config.vocab_size} != the tokenizer's {tokenizer.vocab_size} entries"
+    )
   model = bert_lib.BertForMlm(model_config)
   train_docs, eval_docs = load_documents(config, tokenizer)
   seq_len, batch_size = config.data.seq_len, config.train.batch_size
   specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.pad_id)
   corrupt = functools.partial(
-      mlm.mask_tokens, mask_prob=config.mlm.mask_prob, mask_id=tokenizer.mask_id,
-      vocab_size=model_config.vocab_size, special_ids=specials,
-      mask_token_fraction=config.mlm.mask_token_fraction, random_token_fraction=config.mlm.random_token_fraction)
+    mlm.mask_tokens,
+    mask_prob=config.mlm.mask_prob,
+    mask_id=tokenizer.mask_id,
+    vocab_size=model_config.vocab_size,
+    special_ids=specials,
+    mask_token_fraction=config.mlm.mask_token_fraction,
+    random_token_fraction=config.mlm.random_token_fraction,
+  )
 
   def init_params(key):
     dummy = jnp.zeros((1, seq_len), jnp.int32)
@@ -97,17 +106,25 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
       path = corpora.minilm_dir() if config.init_from == "minilm" else config.init_from
       loaded_config, encoder_params = bert_lib.load_hf_bert(path)
       if loaded_config.hidden_size != model_config.hidden_size or loaded_config.num_layers != model_config.num_layers:
-        raise config_lib.ConfigError(f"init_from: checkpoint has hidden {loaded_config.hidden_size} x "
-                                     f"{loaded_config.num_layers} layers, model has {model_config.hidden_size} x "
-                                     f"{model_config.num_layers}")
+        raise config_lib.ConfigError(
+          f"init_from: checkpoint has hidden {loaded_config.hidden_size} x "
+          f"{loaded_config.num_layers} layers, model has {model_config.hidden_size} x "
+          f"{model_config.num_layers}"
+        )
       params = {**params, "encoder": jax.tree.map(jnp.asarray, encoder_params)}
     return params
 
   def mlm_metrics(params, batch, key, deterministic):
     corrupt_key, dropout_key = jax.random.split(key)
     masked_BxL, is_masked_BxL = corrupt(corrupt_key, batch["input_ids"], batch["attention_mask"])
-    logits_BxLxV = model.apply({"params": params}, masked_BxL, batch["token_type_ids"], batch["attention_mask"],
-                               deterministic=deterministic, rngs={"dropout": dropout_key})
+    logits_BxLxV = model.apply(
+      {"params": params},
+      masked_BxL,
+      batch["token_type_ids"],
+      batch["attention_mask"],
+      deterministic=deterministic,
+      rngs={"dropout": dropout_key},
+    )
     loss, accuracy = mlm.mlm_loss(logits_BxLxV, batch["input_ids"], is_masked_BxL)
     return loss, {"mlm_accuracy": accuracy}
 
@@ -115,13 +132,37 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
     return mlm_metrics(params, batch, key, deterministic=False)
 
   def train_data(shard_index, shard_count):
-    return pipeline.lm_dataset(train_docs, seq_len=seq_len, batch_size=batch_size // shard_count,
-                               seed=config.seed, shard_index=shard_index, shard_count=shard_count,
-                               cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+    by_rows = config.data.shard_by == "rows"
+    dataset = pipeline.lm_dataset(
+      train_docs,
+      seq_len=seq_len,
+      batch_size=batch_size if by_rows else batch_size // shard_count,
+      seed=config.seed,
+      shard_index=0 if by_rows else shard_index,
+      shard_count=1 if by_rows else shard_count,
+      cls_id=tokenizer.cls_id,
+      sep_id=tokenizer.sep_id,
+      pad_id=tokenizer.pad_id,
+    )
+    return pipeline.take_host_rows(dataset, shard_index, shard_count) if by_rows else dataset
 
-  eval_batches = list(_take(iter(pipeline.lm_dataset(
-      eval_docs, seq_len=seq_len, batch_size=batch_size, seed=0, num_epochs=1, cls_id=tokenizer.cls_id,
-      sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)), config.train.eval_batches))
+  eval_batches = list(
+    _take(
+      iter(
+        pipeline.lm_dataset(
+          eval_docs,
+          seq_len=seq_len,
+          batch_size=batch_size,
+          seed=0,
+          num_epochs=1,
+          cls_id=tokenizer.cls_id,
+          sep_id=tokenizer.sep_id,
+          pad_id=tokenizer.pad_id,
+        )
+      ),
+      config.train.eval_batches,
+    )
+  )
   eval_step = jax.jit(lambda params, batch, key: mlm_metrics(params, batch, key, deterministic=True))
 
   def eval_fn(params, step):

@@ -44,10 +44,10 @@ class NonFiniteLossError(FloatingPointError):
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array       # int32 scalar: optimizer updates done
+  step: jax.Array  # int32 scalar: optimizer updates done
   params: Any
   opt_state: Any
-  rng: jax.Array        # raw key data (uint32) of the run's base key; typed key = wrap_key_data(rng)
+  rng: jax.Array  # raw key data (uint32) of the run's base key; typed key = wrap_key_data(rng)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +56,11 @@ class Task:
 
   init_params(key) -> params; loss_fn(params, batch, key) -> (loss, metrics);
   train_data(shard_index, shard_count) -> grain IterDataset of local batches (dicts of numpy arrays);
-  eval_fn(params, step) -> dict of host floats; sharding_rules: (regex over state paths, PartitionSpec) pairs.
+  eval_fn(params, step) -> dict of host floats; sharding_rules: (regex over state paths, PartitionSpec) pairs,
+  matched against full TrainState paths ('params/...', 'opt_state/...'), so start patterns with '.*' to shard the
+  optimizer moments like their parameters. `config.mesh.rules` adds (regex, spec tuple) pairs from the config.
   """
+
   init_params: Callable[[jax.Array], Any]
   loss_fn: LossFn
   train_data: Callable[[int, int], Any]
@@ -68,13 +71,26 @@ class Task:
 
 def default_config() -> ml_collections.ConfigDict:
   """The `train`, `optimizer` and `mesh` sections with their defaults; methods override fields."""
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       seed=0,
-      train=dict(batch_size=32, total_steps=1000, grad_accum_steps=1, log_every=50, eval_every=0, eval_batches=8,
-                 checkpoint_every=500, keep_checkpoints=3, async_checkpoints=True, progress=True,
-                 inject_nan_at_step=-1),
+      train=dict(
+        batch_size=32,
+        total_steps=1000,
+        grad_accum_steps=1,
+        log_every=50,
+        eval_every=0,
+        eval_batches=8,
+        checkpoint_every=500,
+        keep_checkpoints=3,
+        async_checkpoints=True,
+        progress=True,
+        inject_nan_at_step=-1,
+      ),
       optimizer=optim.default_config().to_dict(),
-      mesh=dict(data=-1, model=1)))
+      mesh=dict(data=-1, model=1, rules=()),
+    )
+  )
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -83,8 +99,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   config_lib.check_int(config, "train.batch_size", minimum=1)
   config_lib.check_int(config, "train.total_steps", minimum=1)
   config_lib.check_int(config, "train.grad_accum_steps", minimum=1)
-  config_lib.check_divisible(config, "train.batch_size", config.train.grad_accum_steps,
-                             "train.grad_accum_steps splits each batch into equal micro-batches")
+  config_lib.check_divisible(
+    config,
+    "train.batch_size",
+    config.train.grad_accum_steps,
+    "train.grad_accum_steps splits each batch into equal micro-batches",
+  )
   config_lib.check_int(config, "train.log_every", minimum=1)
   config_lib.check_int(config, "train.eval_every", minimum=0)
   config_lib.check_int(config, "train.checkpoint_every", minimum=1)
@@ -99,12 +119,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise config_lib.ConfigError(f"mesh.data: {config.mesh.data} x mesh.model {model} != {n_devices} devices")
   micro = config.train.batch_size // config.train.grad_accum_steps
   if micro % data:
-    raise config_lib.ConfigError(f"train.batch_size: {config.train.batch_size} (micro-batch {micro}) is not "
-                                 f"divisible by the {data} data-parallel devices")
+    raise config_lib.ConfigError(
+      f"train.batch_size: {config.train.batch_size} (micro-batch {micro}) is not "
+      f"divisible by the {data} data-parallel devices"
+    )
 
 
-def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, schedule: optax.Schedule, *,
-                    grad_accum_steps: int = 1, inject_nan_at_step: int = -1):
+def make_train_step(
+  loss_fn: LossFn,
+  tx: optax.GradientTransformation,
+  schedule: optax.Schedule,
+  *,
+  grad_accum_steps: int = 1,
+  inject_nan_at_step: int = -1,
+):
   """state, batch -> state, metrics. Gradients are averaged over `grad_accum_steps` micro-batches with a scan."""
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
@@ -115,8 +143,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, schedule:
     else:
       # Row r of the batch goes to micro-batch r % A: the leading (sharded) axis stays evenly split per device.
       micro = jax.tree.map(
-          lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum_steps, grad_accum_steps, *x.shape[1:]), 0, 1),
-          batch)
+        lambda x: jnp.swapaxes(x.reshape(x.shape[0] // grad_accum_steps, grad_accum_steps, *x.shape[1:]), 0, 1), batch
+      )
 
       def accumulate(carry, inputs):
         index, micro_batch = inputs
@@ -131,8 +159,12 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, schedule:
       loss = jnp.where(state.step + 1 == inject_nan_at_step, jnp.nan, loss)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {**aux, "loss": loss, "grad_norm": optax.tree.norm(grads),
-               "learning_rate": jnp.asarray(schedule(state.step), jnp.float32)}
+    metrics = {
+      **aux,
+      "loss": loss,
+      "grad_norm": optax.tree.norm(grads),
+      "learning_rate": jnp.asarray(schedule(state.step), jnp.float32),
+    }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
@@ -142,15 +174,20 @@ def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Calla
   def init() -> TrainState:
     base_key = jax.random.key(seed)
     params = task.init_params(jax.random.fold_in(base_key, 0))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                      rng=jax.random.key_data(jax.random.fold_in(base_key, 1)))
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=jax.random.key_data(jax.random.fold_in(base_key, 1)),
+    )
+
   return init
 
 
 @dataclasses.dataclass
 class TrainResult:
   state: TrainState
-  history: list[dict[str, float]]   # one dict per logged interval (train) and per eval
+  history: list[dict[str, float]]  # one dict per logged interval (train) and per eval
   resumed_from: int | None
 
 
@@ -164,19 +201,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
 
   init = init_state(task, tx, config.seed)
   abstract_state = jax.eval_shape(init)
-  state_shardings = sharding_lib.param_shardings(abstract_state, mesh, task.sharding_rules)
-  abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                                abstract_state, state_shardings)
+  rules = tuple(task.sharding_rules) + tuple((pattern, jax.P(*spec)) for pattern, spec in config.mesh.rules)
+  state_shardings = sharding_lib.param_shardings(abstract_state, mesh, rules)
+  abstract_state = jax.tree.map(
+    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, state_shardings
+  )
   step_fn = jax.jit(
-      make_train_step(task.loss_fn, tx, schedule, grad_accum_steps=tc.grad_accum_steps,
-                      inject_nan_at_step=tc.inject_nan_at_step),
-      in_shardings=(state_shardings, sharding_lib.batch_sharding(mesh)),
-      out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
-      donate_argnums=0)
+    make_train_step(
+      task.loss_fn, tx, schedule, grad_accum_steps=tc.grad_accum_steps, inject_nan_at_step=tc.inject_nan_at_step
+    ),
+    in_shardings=(state_shardings, sharding_lib.batch_sharding(mesh)),
+    out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
+    donate_argnums=0,
+  )
 
   data_iterator = iter(task.train_data(jax.process_index(), jax.process_count()))
-  checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.keep_checkpoints,
-                                             async_save=tc.async_checkpoints)
+  checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.keep_checkpoints, async_save=tc.async_checkpoints)
   resumed_from = checkpointer.latest_step
   if resumed_from is not None:
     state = checkpointer.restore(abstract_state, data_iterator)
@@ -187,8 +227,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   writer = metrics_lib.MetricWriter(workdir)
   history: list[dict[str, float]] = []
   window: list[dict[str, Any]] = []
-  progress = tqdm(total=tc.total_steps, initial=start, disable=not tc.progress or jax.process_index() != 0,
-                  desc="train", dynamic_ncols=True)
+  progress = tqdm(
+    total=tc.total_steps,
+    initial=start,
+    disable=not tc.progress or jax.process_index() != 0,
+    desc="train",
+    dynamic_ncols=True,
+  )
   started = time.perf_counter()
   try:
     for step in range(start, tc.total_steps):
@@ -198,8 +243,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
       if not math.isfinite(float(metrics["loss"])):
         checkpointer.wait()
         raise NonFiniteLossError(
-            f"loss is {float(metrics['loss'])} at step {step + 1}; training stopped. Last good checkpoint: "
-            f"step {checkpointer.latest_step} in {checkpointer.directory}")
+          f"loss is {float(metrics['loss'])} at step {step + 1}; training stopped. Last good checkpoint: "
+          f"step {checkpointer.latest_step} in {checkpointer.directory}"
+        )
       window.append(metrics)
       done = step + 1
       progress.update(1)
@@ -221,4 +267,3 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
     writer.close()
     checkpointer.close()
   return TrainResult(state=state, history=history, resumed_from=resumed_from)
-

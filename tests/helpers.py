@@ -24,7 +24,8 @@ def load_config(path: str, arg: str | None, overrides: dict):
 
 
 def run_module(command, env=None, timeout=600):
-  out = subprocess.run(command, cwd=REPO, env=env or {**os.environ, "PYTHONPATH": REPO}, capture_output=True,
-                       text=True, timeout=timeout)
+  out = subprocess.run(
+    command, cwd=REPO, env=env or {**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=timeout
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   return out

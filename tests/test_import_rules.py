@@ -35,5 +35,7 @@ def test_package_imports_respect_the_rules(package):
 
 def test_the_checker_sees_violations(tmp_path):
   bad = tmp_path / "bad.py"
-  bad.write_text("import os\nfrom electra_jax.model import x\nimport importlib\nimportlib.import_module('lora_jax.lora')\n")
+  bad.write_text(
+    "import os\nfrom electra_jax.model import x\nimport importlib\nimportlib.import_module('lora_jax.lora')\n"
+  )
   assert {"electra_jax", "lora_jax"} <= imported_roots(bad)

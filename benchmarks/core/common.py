@@ -30,8 +30,9 @@ def time_fn(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> list
   return times
 
 
-def measure_matmul_peak(sizes=(1024, 2048, 3072, 4096), *, dtype=jnp.float32, warmup: int = 2,
-                        repeats: int = 5, seed: int = 0) -> dict:
+def measure_matmul_peak(
+  sizes=(1024, 2048, 3072, 4096), *, dtype=jnp.float32, warmup: int = 2, repeats: int = 5, seed: int = 0
+) -> dict:
   """Square matmul FLOP/s (2·n³ / median time) with a jitted jnp.dot per size.
 
   Returns {'peak_flops': max over sizes, 'peak_size': n, 'per_size': [{n, median_s, min_s, flops}]}.
@@ -46,7 +47,6 @@ def measure_matmul_peak(sizes=(1024, 2048, 3072, 4096), *, dtype=jnp.float32, wa
     times = time_fn(lambda: dot(a_NxN, b_NxN), warmup=warmup, repeats=repeats)
     median_s = statistics.median(times)
     per_size.append(dict(n=int(n), median_s=median_s, min_s=min(times), flops=2.0 * n**3 / median_s))
-    del a_NxN, b_NxN
   best = max(per_size, key=lambda r: r["flops"])
   return dict(peak_flops=best["flops"], peak_size=best["n"], dtype=jnp.dtype(dtype).name, per_size=per_size)
 
@@ -55,21 +55,22 @@ def metadata() -> dict:
   """Run environment: jax version, backend, device kind/count, CPU count, host, UTC date."""
   device = jax.devices()[0]
   return dict(
-      jax_version=jax.__version__,
-      backend=jax.default_backend(),
-      device_kind=device.device_kind,
-      device_count=jax.device_count(),
-      cpu_count=os.cpu_count(),
-      cpu_model=_cpu_model(),
-      platform=platform.platform(),
-      python=platform.python_version(),
-      numpy_version=np.__version__,
-      date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    jax_version=jax.__version__,
+    backend=jax.default_backend(),
+    device_kind=device.device_kind,
+    device_count=jax.device_count(),
+    cpu_count=os.cpu_count(),
+    cpu_model=_cpu_model(),
+    platform=platform.platform(),
+    python=platform.python_version(),
+    numpy_version=np.__version__,
+    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   )
 
 
-def write_results(name: str, results: dict, plot: Callable[[Any], None] | None = None,
-                  results_dir: str | os.PathLike | None = None) -> Path:
+def write_results(
+  name: str, results: dict, plot: Callable[[Any], None] | None = None, results_dir: str | os.PathLike | None = None
+) -> Path:
   """Writes results_dir/<name>.json ({'meta': metadata(), **results}) and <name>.png if `plot(ax)` is given."""
   out_dir = Path(results_dir) if results_dir is not None else RESULTS_DIR
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,8 +78,10 @@ def write_results(name: str, results: dict, plot: Callable[[Any], None] | None =
   json_path.write_text(json.dumps(dict(meta=metadata(), **results), indent=1, default=_to_builtin) + "\n")
   if plot is not None:
     import matplotlib  # pylint: disable=g-import-not-at-top
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
     fig, ax = plt.subplots(figsize=(6, 4))
     plot(ax)
     fig.tight_layout()

@@ -47,9 +47,11 @@ def main(argv=None):
 
   t0 = time.perf_counter()
   x_MxD = mips.clustered_vectors(args.seed, args.n + args.queries, args.d, args.clusters, args.noise)
-  database_NxD, query_QxD = x_MxD[:args.n], x_MxD[args.n:]
-  print(f"data {args.n}x{args.d} + {args.queries} queries, {args.clusters} clusters, noise {args.noise}: "
-        f"{time.perf_counter() - t0:.1f} s")
+  database_NxD, query_QxD = x_MxD[: args.n], x_MxD[args.n :]
+  print(
+    f"data {args.n}x{args.d} + {args.queries} queries, {args.clusters} clusters, noise {args.noise}: "
+    f"{time.perf_counter() - t0:.1f} s"
+  )
 
   # Exact: jitted matmul + lax.top_k, query-chunked.
   database_dev = jax.device_put(database_NxD)
@@ -64,8 +66,10 @@ def main(argv=None):
   exact_flops = 2.0 * args.queries * args.n * args.d / exact_s
   peak = _matmul_peak_flops()
   exact_idx = np.asarray(exact_idx)
-  print(f"exact: {exact_qps:,.0f} qps (median {exact_s:.2f} s, first call incl. compile {exact_first_s:.2f} s), "
-        f"{exact_flops / 1e9:.1f} GFLOP/s = {exact_flops / peak:.1%} of fp32 matmul peak")
+  print(
+    f"exact: {exact_qps:,.0f} qps (median {exact_s:.2f} s, first call incl. compile {exact_first_s:.2f} s), "
+    f"{exact_flops / 1e9:.1f} GFLOP/s = {exact_flops / peak:.1%} of fp32 matmul peak"
+  )
 
   # ScaNN: build, then batched search (single thread) and search_batched_parallel.
   t0 = time.perf_counter()
@@ -91,16 +95,25 @@ def main(argv=None):
 
   best_mode = max(scann, key=lambda m: scann[m]["qps"])
   ratio = scann[best_mode]["qps"] / exact_qps
-  print(f"ScaNN/exact throughput ratio {ratio:.1f}x, recall@{args.k} {scann[best_mode]['recall_at_k']:.4f} "
-        f"(ScaNN {best_mode} {scann[best_mode]['qps']:,.0f} qps vs exact {exact_qps:,.0f} qps, "
-        f"N={args.n:,}, build {build_s:.1f} s)")
+  print(
+    f"ScaNN/exact throughput ratio {ratio:.1f}x, recall@{args.k} {scann[best_mode]['recall_at_k']:.4f} "
+    f"(ScaNN {best_mode} {scann[best_mode]['qps']:,.0f} qps vs exact {exact_qps:,.0f} qps, "
+    f"N={args.n:,}, build {build_s:.1f} s)"
+  )
 
   result = dict(
-      config=vars(args),
-      exact=dict(qps=exact_qps, median_s=exact_s, times_s=exact_times, first_call_s=exact_first_s,
-                 flops=exact_flops, fraction_of_matmul_peak=exact_flops / peak, matmul_peak_flops=peak),
-      scann=dict(build_s=build_s, save_s=save_s, load_s=load_s, params=index.meta, **scann),
-      summary=dict(ratio=ratio, scann_mode=best_mode, recall_at_k=scann[best_mode]["recall_at_k"]),
+    config=vars(args),
+    exact=dict(
+      qps=exact_qps,
+      median_s=exact_s,
+      times_s=exact_times,
+      first_call_s=exact_first_s,
+      flops=exact_flops,
+      fraction_of_matmul_peak=exact_flops / peak,
+      matmul_peak_flops=peak,
+    ),
+    scann=dict(build_s=build_s, save_s=save_s, load_s=load_s, params=index.meta, **scann),
+    summary=dict(ratio=ratio, scann_mode=best_mode, recall_at_k=scann[best_mode]["recall_at_k"]),
   )
 
   def plot(ax):
@@ -109,8 +122,13 @@ def main(argv=None):
     recalls = [1.0, scann["batched"]["recall_at_k"], scann["batched_parallel"]["recall_at_k"]]
     bars = ax.bar(names, qps, color=["tab:gray", "tab:blue", "tab:orange"])
     for bar, r in zip(bars, recalls):
-      ax.annotate(f"recall@{args.k} {r:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                  ha="center", va="bottom", fontsize=8)
+      ax.annotate(
+        f"recall@{args.k} {r:.3f}",
+        (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+        ha="center",
+        va="bottom",
+        fontsize=8,
+      )
     ax.set_yscale("log")
     ax.set_ylim(bottom=min(qps) / 4, top=max(qps) * 2)
     ax.set_ylabel("queries / s")

@@ -15,33 +15,80 @@ from core import config as config_lib
 from core import train as train_lib
 
 SIZES = {
-    # hidden, layers, heads, intermediate, embedding (0 = hidden)
-    "tiny": (64, 2, 2, 256, 0),
-    "mini": (256, 4, 4, 1024, 128),
-    "minilm": (384, 6, 12, 1536, 0),
-    "base": (768, 12, 12, 3072, 0),
+  # hidden, layers, heads, intermediate, embedding (0 = hidden)
+  "tiny": (64, 2, 2, 256, 0),
+  "mini": (256, 4, 4, 1024, 128),
+  "minilm": (384, 6, 12, 1536, 0),
+  "base": (768, 12, 12, 3072, 0),
 }
 
 
+# Megatron-style tensor parallelism for the FFN over the mesh's `model` axis (params and their Adam moments):
+# --config.mesh.model=2 --config.mesh.rules='MEGATRON_FFN' is not expressible on the CLI, so use `:tp=true`.
+MEGATRON_FFN = (
+  (r".*/intermediate/kernel", (None, "model")),
+  (r".*/intermediate/bias", ("model",)),
+  (r".*/output/kernel", ("model", None)),
+)
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = config_lib.parse_arg(arg, size="tiny")
+  arg = config_lib.parse_arg(arg, size="tiny", tp=False)
   if arg.size not in SIZES:
     raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
   hidden, layers, heads, intermediate, embedding = SIZES[arg.size]
   tiny = arg.size == "tiny"
 
   config = train_lib.default_config()
-  config.model = ml_collections.ConfigDict(dict(
-      vocab_size=30522, hidden_size=hidden, num_layers=layers, num_heads=heads, intermediate_size=intermediate,
-      embedding_size=embedding, max_position_embeddings=512, type_vocab_size=2, hidden_dropout_rate=0.1,
-      attention_dropout_rate=0.1, layer_norm_eps=1e-12, initializer_range=0.02, dtype="float32"))
-  config.data = ml_collections.ConfigDict(dict(
-      corpus="wikipedia", seq_len=64 if tiny else 128, eval_fraction=0.05, max_documents=0, vocab_path=""))
+  config.model = ml_collections.ConfigDict(
+    dict(
+      vocab_size=30522,
+      hidden_size=hidden,
+      num_layers=layers,
+      num_heads=heads,
+      intermediate_size=intermediate,
+      embedding_size=embedding,
+      max_position_embeddings=512,
+      type_vocab_size=2,
+      hidden_dropout_rate=0.1,
+      attention_dropout_rate=0.1,
+      layer_norm_eps=1e-12,
+      initializer_range=0.02,
+      dtype="float32",
+    )
+  )
+  config.data = ml_collections.ConfigDict(
+    dict(
+      corpus="wikipedia",
+      seq_len=64 if tiny else 128,
+      eval_fraction=0.05,
+      max_documents=0,
+      vocab_path="",
+      shard_by="rows",
+    )
+  )  # rows: same global batch on any number of hosts; documents: each host reads its own
   config.mlm = ml_collections.ConfigDict(dict(mask_prob=0.15, mask_token_fraction=0.8, random_token_fraction=0.1))
   config.init_from = "minilm" if arg.size == "minilm" else ""
-  config.train.update(dict(batch_size=16 if tiny else 32, total_steps=200 if tiny else 10_000,
-                           log_every=20 if tiny else 100, eval_every=100 if tiny else 1000,
-                           checkpoint_every=100 if tiny else 1000))
-  config.optimizer.update(dict(name="adamw", peak_lr=1e-3 if tiny else 1e-4, schedule="warmup_linear",
-                               warmup_steps=20 if tiny else 1000, weight_decay=0.01, clip_norm=1.0, eps=1e-6))
+  config.train.update(
+    dict(
+      batch_size=16 if tiny else 32,
+      total_steps=200 if tiny else 10_000,
+      log_every=20 if tiny else 100,
+      eval_every=100 if tiny else 1000,
+      checkpoint_every=100 if tiny else 1000,
+    )
+  )
+  config.optimizer.update(
+    dict(
+      name="adamw",
+      peak_lr=1e-3 if tiny else 1e-4,
+      schedule="warmup_linear",
+      warmup_steps=20 if tiny else 1000,
+      weight_decay=0.01,
+      clip_norm=1.0,
+      eps=1e-6,
+    )
+  )
+  if arg.tp:
+    config.mesh.update(dict(model=2, rules=MEGATRON_FFN))
   return config

@@ -12,14 +12,21 @@ import ml_collections
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   del arg
-  return ml_collections.ConfigDict(dict(
+  return ml_collections.ConfigDict(
+    dict(
       seed=0,
-      passages=20_000,          # total passages: Wikipedia share + WordNet noun glosses
+      passages=20_000,  # total passages: Wikipedia share + WordNet noun glosses
       wikipedia_share=0.25,
       max_length=128,
       batch_size=64,
       k=10,
       max_quiz_questions=400,
-      queries=("What is the capital of Kenya?", "a large carnivorous feline with a mane",
-               "anarchism as a political philosophy", "how do planets reflect sunlight"),
-  ))
+      results_dir="results",  # also write core_demo_search.json here ('' to skip)
+      queries=(
+        "What is the capital of Kenya?",
+        "a large carnivorous feline with a mane",
+        "anarchism as a political philosophy",
+        "how do planets reflect sunlight",
+      ),
+    )
+  )

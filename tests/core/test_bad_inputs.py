@@ -19,27 +19,48 @@ from tests.helpers import REPO, load_config
 CONFIG = os.path.join(REPO, "configs/core/bert_mlm.py")
 
 IN_PROCESS = [
-    ("negative learning rate", {"optimizer.peak_lr": -1e-4}, r"^optimizer\.peak_lr: must be > 0, got -0\.0001$"),
-    ("unknown optimizer", {"optimizer.name": "adagrad"},
-     r"^optimizer\.name: unknown value 'adagrad' \(allowed: adamw, adam, sgd, lamb\)$"),
-    ("unknown schedule", {"optimizer.schedule": "step"}, r"^optimizer\.schedule: unknown value 'step' \(allowed: "),
-    ("beta outside (0, 1)", {"optimizer.b2": 1.0}, r"^optimizer\.b2: must be in \(0\.0, 1\.0\), got 1\.0$"),
-    ("zero steps", {"train.total_steps": 0}, r"^train\.total_steps: must be >= 1, got 0$"),
-    ("accumulation does not split batch", {"train.grad_accum_steps": 3},
-     r"^train\.batch_size: 16 is not divisible by 3 "),
-    ("sequence longer than positions", {"data.seq_len": 1024},
-     r"^data\.seq_len: 1024 exceeds model\.max_position_embeddings 512$"),
-    ("missing vocab", {"data.vocab_path": "/nonexistent/vocab.txt"},
-     r"^data\.vocab_path: file not found: '/nonexistent/vocab\.txt'; a BERT WordPiece vocab\.txt"),
-    ("unknown corpus", {"data.corpus": "c4"}, r"^data\.corpus: unknown value 'c4' \(allowed: wikipedia, lee\)$"),
-    ("mask probability outside (0, 1)", {"mlm.mask_prob": 1.5}, r"^mlm\.mask_prob: must be in \(0\.0, 1\.0\), got 1\.5$"),
-    ("hidden not divisible by heads", {"model.num_heads": 3},
-     r"^model: BertConfig\.hidden_size 64 is not divisible by num_heads 3$"),
-    ("dropout of one", {"model.hidden_dropout_rate": 1.0},
-     r"^model: BertConfig\.hidden_dropout_rate must be in \[0, 1\), got 1\.0$"),
-    ("unknown init checkpoint", {"init_from": "/nonexistent/bert"},
-     r"^init_from: '/nonexistent/bert' is neither a HuggingFace checkpoint directory nor one of '', 'minilm'$"),
-    ("mesh larger than the machine", {"mesh.model": 3}, r"^mesh\.model: 3 does not divide the 1 devices$"),
+  ("negative learning rate", {"optimizer.peak_lr": -1e-4}, r"^optimizer\.peak_lr: must be > 0, got -0\.0001$"),
+  (
+    "unknown optimizer",
+    {"optimizer.name": "adagrad"},
+    r"^optimizer\.name: unknown value 'adagrad' \(allowed: adamw, adam, sgd, lamb\)$",
+  ),
+  ("unknown schedule", {"optimizer.schedule": "step"}, r"^optimizer\.schedule: unknown value 'step' \(allowed: "),
+  ("beta outside (0, 1)", {"optimizer.b2": 1.0}, r"^optimizer\.b2: must be in \(0\.0, 1\.0\), got 1\.0$"),
+  ("zero steps", {"train.total_steps": 0}, r"^train\.total_steps: must be >= 1, got 0$"),
+  (
+    "accumulation does not split batch",
+    {"train.grad_accum_steps": 3},
+    r"^train\.batch_size: 16 is not divisible by 3 ",
+  ),
+  (
+    "sequence longer than positions",
+    {"data.seq_len": 1024},
+    r"^data\.seq_len: 1024 exceeds model\.max_position_embeddings 512$",
+  ),
+  (
+    "missing vocab",
+    {"data.vocab_path": "/nonexistent/vocab.txt"},
+    r"^data\.vocab_path: file not found: '/nonexistent/vocab\.txt'; a BERT WordPiece vocab\.txt",
+  ),
+  ("unknown corpus", {"data.corpus": "c4"}, r"^data\.corpus: unknown value 'c4' \(allowed: wikipedia, lee\)$"),
+  ("mask probability outside (0, 1)", {"mlm.mask_prob": 1.5}, r"^mlm\.mask_prob: must be in \(0\.0, 1\.0\), got 1\.5$"),
+  (
+    "hidden not divisible by heads",
+    {"model.num_heads": 3},
+    r"^model: BertConfig\.hidden_size 64 is not divisible by num_heads 3$",
+  ),
+  (
+    "dropout of one",
+    {"model.hidden_dropout_rate": 1.0},
+    r"^model: BertConfig\.hidden_dropout_rate must be in \[0, 1\), got 1\.0$",
+  ),
+  (
+    "unknown init checkpoint",
+    {"init_from": "/nonexistent/bert"},
+    r"^init_from: '/nonexistent/bert' is neither a HuggingFace checkpoint directory nor one of '', 'minilm'$",
+  ),
+  ("mesh larger than the machine", {"mesh.model": 3}, r"^mesh\.model: 3 does not divide the 1 devices$"),
 ]
 
 
@@ -76,18 +97,26 @@ def _tree_digest(root):
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("saved")
-  config = load_config(CONFIG, "tiny", {"train.total_steps": 2, "train.checkpoint_every": 2,
-                                        "train.progress": False, "data.max_documents": 20})
+  config = load_config(
+    CONFIG,
+    "tiny",
+    {"train.total_steps": 2, "train.checkpoint_every": 2, "train.progress": False, "data.max_documents": 20},
+  )
   pretrain_mlm.train_and_evaluate(config, str(workdir))
   return workdir
 
 
 def test_checkpoint_from_another_model_is_refused_and_kept(saved_run, tmp_path):
   before = _tree_digest(saved_run / "checkpoints")
-  config = load_config(CONFIG, "tiny", {"train.total_steps": 4, "model.intermediate_size": 128,
-                                        "train.progress": False, "data.max_documents": 20})
-  with pytest.raises(checkpoint_lib.CheckpointError,
-                     match=r"params/encoder/layer_0/intermediate/bias has shape \(256,\), the model expects \(128,\)") as info:
+  config = load_config(
+    CONFIG,
+    "tiny",
+    {"train.total_steps": 4, "model.intermediate_size": 128, "train.progress": False, "data.max_documents": 20},
+  )
+  with pytest.raises(
+    checkpoint_lib.CheckpointError,
+    match=r"params/encoder/layer_0/intermediate/bias has shape \(256,\), the model expects \(128,\)",
+  ) as info:
     pretrain_mlm.train_and_evaluate(config, str(saved_run))
   assert "\n" not in str(info.value)
   assert _tree_digest(saved_run / "checkpoints") == before
@@ -110,18 +139,27 @@ def test_corrupt_checkpoint_is_refused(saved_run, tmp_path):
 
 def _cli(args, devices=1):
   env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  out = subprocess.run([sys.executable, "-m", "core.pretrain_mlm", *args], cwd=REPO, env=env, capture_output=True,
-                       text=True, timeout=300)
+  out = subprocess.run(
+    [sys.executable, "-m", "core.pretrain_mlm", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+  )
   return out.returncode, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
 
 
-@pytest.mark.parametrize("override,expected", [
-    (["--config.train.batch_sise=8"],                                        # typo: the config is locked
-     'error: config override: unknown field batch_sise Did you mean "batch_size" instead of "batch_sise"?'),
-    (["--config.train.batch_size=eight"],
-     "error: flag --config.train.batch_size=eight: invalid literal for int() with base 10: 'eight'"),
+@pytest.mark.parametrize(
+  "override,expected",
+  [
+    (
+      ["--config.train.batch_sise=8"],  # typo: the config is locked
+      'error: config override: unknown field batch_sise Did you mean "batch_size" instead of "batch_sise"?',
+    ),
+    (
+      ["--config.train.batch_size=eight"],
+      "error: flag --config.train.batch_size=eight: invalid literal for int() with base 10: 'eight'",
+    ),
     (["--config.optimizer.peak_lr=-1"], "error: optimizer.peak_lr: must be > 0, got -1.0"),
-], ids=["unknown key", "wrong type", "negative learning rate"])
+  ],
+  ids=["unknown key", "wrong type", "negative learning rate"],
+)
 def test_command_line_override_errors(tmp_path, override, expected):
   code, last = _cli([f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'w'}", *override])
   assert (code, last) == (2, expected)
@@ -134,8 +172,9 @@ def test_unknown_config_arg_from_the_command_line(tmp_path):
 
 
 def test_batch_not_divisible_by_devices(tmp_path):
-  code, last = _cli([f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'w'}", "--config.train.batch_size=12"],
-                    devices=8)
+  code, last = _cli(
+    [f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'w'}", "--config.train.batch_size=12"], devices=8
+  )
   assert code == 2
   assert last == "error: train.batch_size: 12 (micro-batch 12) is not divisible by the 8 data-parallel devices"
   assert not (tmp_path / "w").exists()

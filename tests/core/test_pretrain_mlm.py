@@ -19,11 +19,20 @@ CONFIG = os.path.join(REPO, "configs/core/bert_mlm.py")
 
 
 def test_tiny_mlm_learns_on_wikipedia(tmp_path):
-  config = load_config(CONFIG, "tiny", {"train.total_steps": 60, "train.eval_every": 60, "train.log_every": 10,
-                                        "train.progress": False, "data.max_documents": 60})
+  config = load_config(
+    CONFIG,
+    "tiny",
+    {
+      "train.total_steps": 60,
+      "train.eval_every": 60,
+      "train.log_every": 10,
+      "train.progress": False,
+      "data.max_documents": 60,
+    },
+  )
   result = pretrain_mlm.train_and_evaluate(config, str(tmp_path))
   train = metrics_lib.read_jsonl(str(tmp_path), "train")
-  assert train[0]["loss"] > 9.5                      # ~ln(30522) = 10.33 at init
+  assert train[0]["loss"] > 9.5  # ~ln(30522) = 10.33 at init
   assert train[-1]["loss"] < train[0]["loss"] - 1.0  # frequent tokens are learnt within 60 steps
   evals = [h for h in result.history if h["split"] == "eval"]
   assert evals and 0.0 < evals[-1]["mlm_accuracy"] < 1.0
@@ -34,17 +43,25 @@ import json, sys
 import jax
 from tests.helpers import load_config
 from core import pretrain_mlm
-config = load_config(sys.argv[1], "tiny", {"train.total_steps": 5, "train.log_every": 1, "train.progress": False,
+config = load_config(sys.argv[1], sys.argv[3], {"train.total_steps": 5, "train.log_every": 1, "train.progress": False,
                                           "train.checkpoint_every": 100, "data.max_documents": 30})
 result = pretrain_mlm.train_and_evaluate(config, sys.argv[2])
-print(json.dumps({"devices": jax.device_count(), "losses": [h["loss"] for h in result.history if h["split"] == "train"]}))
+kernel = result.state.params["encoder"]["layer_0"]["intermediate"]["kernel"]
+print(json.dumps({"devices": jax.device_count(), "kernel_spec": str(kernel.sharding.spec),
+                  "losses": [h["loss"] for h in result.history if h["split"] == "train"]}))
 """
 
 
-def _losses(n_devices, workdir):
+def _losses(n_devices, workdir, arg="tiny"):
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_devices}", "PYTHONPATH": REPO}
-  out = subprocess.run([sys.executable, "-c", _LOSSES_SCRIPT, CONFIG, str(workdir)], env=env, cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+    [sys.executable, "-c", _LOSSES_SCRIPT, CONFIG, str(workdir), arg],
+    env=env,
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -54,12 +71,27 @@ def test_eight_devices_give_the_same_losses_as_one(tmp_path):
   assert (one["devices"], eight["devices"]) == (1, 8)
   assert len(one["losses"]) == 5
   np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
+  # Data 4 x model 2 with the FFN split Megatron-style: same numbers, and the kernel really is sharded.
+  tensor_parallel = _losses(8, tmp_path / "tp", arg="tiny,tp=true")
+  assert tensor_parallel["kernel_spec"] == "P(None, 'model')"
+  assert one["kernel_spec"] == "P()"
+  np.testing.assert_allclose(tensor_parallel["losses"], one["losses"], rtol=1e-5)
 
 
 def _command(workdir, steps):
-  return [sys.executable, "-m", "core.pretrain_mlm", f"--config={CONFIG}:tiny", f"--workdir={workdir}",
-          f"--config.train.total_steps={steps}", "--config.train.checkpoint_every=5", "--config.train.log_every=5",
-          "--config.train.eval_every=0", "--config.data.max_documents=30", "--noconfig.train.progress"]
+  return [
+    sys.executable,
+    "-m",
+    "core.pretrain_mlm",
+    f"--config={CONFIG}:tiny",
+    f"--workdir={workdir}",
+    f"--config.train.total_steps={steps}",
+    "--config.train.checkpoint_every=5",
+    "--config.train.log_every=5",
+    "--config.train.eval_every=0",
+    "--config.data.max_documents=30",
+    "--noconfig.train.progress",
+  ]
 
 
 def _final_params(workdir, step):
@@ -73,8 +105,9 @@ def test_sigkill_after_checkpoint_then_rerun_is_bitwise_equal(tmp_path):
   run_module(_command(tmp_path / "straight", steps), env=env)
 
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(_command(killed, steps), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    _command(killed, steps), env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   deadline = time.time() + 300
   while not (killed / "checkpoints" / "10").is_dir():  # orbax renames the finished temp dir to "<step>"
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -105,8 +138,14 @@ def _flatten(tree, prefix=""):
 
 
 def test_nan_guard_from_the_command_line(tmp_path):
-  out = subprocess.run(_command(tmp_path, 30) + ["--config.train.inject_nan_at_step=12"], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=600)
+  out = subprocess.run(
+    _command(tmp_path, 30) + ["--config.train.inject_nan_at_step=12"],
+    cwd=REPO,
+    env={**os.environ, "PYTHONPATH": REPO},
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert out.returncode == 1
   last = out.stderr.strip().splitlines()[-1]
   assert last.startswith("error: loss is nan at step 12; training stopped. Last good checkpoint: step 10"), last

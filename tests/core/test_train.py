@@ -41,14 +41,16 @@ def _task(batch_size, n=256):
     loss = jnp.mean((pred - batch["y"]) ** 2)
     return loss, {"mse": loss}
 
-  return train_lib.Task(init_params=lambda key: {"w": jnp.zeros(D), "b": jnp.zeros(())},
-                        loss_fn=loss_fn, train_data=train_data)
+  return train_lib.Task(
+    init_params=lambda key: {"w": jnp.zeros(D), "b": jnp.zeros(())}, loss_fn=loss_fn, train_data=train_data
+  )
 
 
 def _config(**train):
   config = train_lib.default_config()
-  config.train.update(dict(batch_size=16, total_steps=30, log_every=5, checkpoint_every=10, progress=False,
-                           async_checkpoints=False))
+  config.train.update(
+    dict(batch_size=16, total_steps=30, log_every=5, checkpoint_every=10, progress=False, async_checkpoints=False)
+  )
   config.train.update(train)
   config.optimizer.update(dict(name="adam", peak_lr=0.05, schedule="constant", weight_decay=0.0))
   return config
@@ -94,8 +96,11 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
 
 def test_checkpoint_of_other_model_is_refused(tmp_path):
   train_lib.train(_config(total_steps=10), str(tmp_path), _task(16))
-  other = train_lib.Task(init_params=lambda key: {"w": jnp.zeros(D + 1), "b": jnp.zeros(())},
-                         loss_fn=_task(16).loss_fn, train_data=_task(16).train_data)
+  other = train_lib.Task(
+    init_params=lambda key: {"w": jnp.zeros(D + 1), "b": jnp.zeros(())},
+    loss_fn=_task(16).loss_fn,
+    train_data=_task(16).train_data,
+  )
   with pytest.raises(checkpoint_lib.CheckpointError, match=r"params/w has shape \(8,\), the model expects \(9,\)"):
     train_lib.train(_config(total_steps=20), str(tmp_path), other)
 
@@ -109,19 +114,25 @@ def test_schedules_against_formulas(schedule):
   for t in (0, 5, 10, 40, 99):
     warm = min(1.0, t / 10)
     expected = {
-        "constant": 2.0 * warm,
-        "warmup_linear": 2.0 * warm if t < 10 else 2.0 * (1 - (t - 10) / 90),
-        "warmup_cosine": 2.0 * warm if t < 10 else 2.0 * 0.5 * (1 + np.cos(np.pi * (t - 10) / 90)),
-        "warmup_times_linear": 2.0 * warm * (1 - t / total),
+      "constant": 2.0 * warm,
+      "warmup_linear": 2.0 * warm if t < 10 else 2.0 * (1 - (t - 10) / 90),
+      "warmup_cosine": 2.0 * warm if t < 10 else 2.0 * 0.5 * (1 + np.cos(np.pi * (t - 10) / 90)),
+      "warmup_times_linear": 2.0 * warm * (1 - t / total),
     }[schedule]
     np.testing.assert_allclose(float(fn(t)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_weight_decay_mask_skips_layernorm_and_bias():
-  params = {"layer_0": {"attention": {"query": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}},
-                        "LayerNorm_0": {"scale": jnp.ones(4), "bias": jnp.ones(4)}},
-            "embeddings": {"word_embeddings": {"embedding": jnp.ones((10, 4))},
-                           "LayerNorm": {"scale": jnp.ones(4), "bias": jnp.ones(4)}}}
+  params = {
+    "layer_0": {
+      "attention": {"query": {"kernel": jnp.ones((4, 4)), "bias": jnp.ones(4)}},
+      "LayerNorm_0": {"scale": jnp.ones(4), "bias": jnp.ones(4)},
+    },
+    "embeddings": {
+      "word_embeddings": {"embedding": jnp.ones((10, 4))},
+      "LayerNorm": {"scale": jnp.ones(4), "bias": jnp.ones(4)},
+    },
+  }
   mask = optim.decay_mask(params)
   assert mask["layer_0"]["attention"]["query"] == {"kernel": True, "bias": False}
   assert mask["layer_0"]["LayerNorm_0"] == {"scale": False, "bias": False}
@@ -131,8 +142,9 @@ def test_weight_decay_mask_skips_layernorm_and_bias():
 
 def test_adamw_factory_matches_optax_adamw():
   opt = optim.default_config()
-  opt.update(dict(name="adamw", peak_lr=0.1, schedule="constant", warmup_steps=0, clip_norm=0.0,
-                  weight_decay=0.01, eps=1e-6))
+  opt.update(
+    dict(name="adamw", peak_lr=0.1, schedule="constant", warmup_steps=0, clip_norm=0.0, weight_decay=0.01, eps=1e-6)
+  )
   tx, _ = optim.make_optimizer(opt, 10)
   ref = optax.adamw(0.1, b1=0.9, b2=0.999, eps=1e-6, weight_decay=0.01, mask=optim.decay_mask)
   params = {"dense": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
