@@ -3,6 +3,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+BENCH_STAMP = $(VENV)/.bench-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: setup data test demo bench clean-venv golden
@@ -12,8 +13,12 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
 
 setup: $(STAMP)
 
@@ -30,7 +35,7 @@ demo: data
 	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
 
 ## Benchmarks: print ratios, write results/*.json + .png.
-bench: data
+bench: data $(BENCH_STAMP)
 	$(PY) -m benchmarks.core.matmul_peak
 	$(PY) -m benchmarks.core.train_step_mfu
 	$(PY) -m benchmarks.core.mips_vs_scann

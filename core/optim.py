@@ -13,6 +13,7 @@ Methods that need a different scaling rule (e.g. Adam without bias correction) p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -99,8 +100,12 @@ def make_optimizer(
   *,
   scale_by: optax.GradientTransformation | None = None,
   mask_fn=decay_mask,
+  lr_multipliers: Callable[[Any], Any] | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Returns (tx, schedule): clip → scale (Adam/LAMB/...) → decoupled weight decay → −lr(t)."""
+  """Returns (tx, schedule): clip → scale (Adam/LAMB/...) → decoupled weight decay → −lr(t) [· per-param factor].
+
+  `lr_multipliers(params)` returns a tree of floats shaped like params (e.g. layer-wise LR decay for finetuning).
+  """
   schedule = make_schedule(opt, total_steps)
   if scale_by is None:
     if opt.name in ("adamw", "adam"):
@@ -120,4 +125,20 @@ def make_optimizer(
   if opt.name == "lamb":
     parts.append(optax.scale_by_trust_ratio())
   parts.append(optax.scale_by_learning_rate(schedule))
+  if lr_multipliers is not None:
+    parts.append(scale_by_tree(lr_multipliers))
   return optax.chain(*parts), schedule
+
+
+def scale_by_tree(multipliers_fn: Callable[[Any], Any]) -> optax.GradientTransformation:
+  """Multiplies each update leaf by a constant from `multipliers_fn(params)` (computed once, at init)."""
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None):
+    factors = multipliers_fn(updates if params is None else params)
+    return jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates, factors), state
+
+  return optax.GradientTransformation(init_fn, update_fn)

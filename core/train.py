@@ -67,6 +67,7 @@ class Task:
   eval_fn: Callable[[Any, int], Mapping[str, float]] | None = None
   sharding_rules: Sequence[tuple[str, Any]] = ()
   scale_by: optax.GradientTransformation | None = None
+  lr_multipliers: Callable[[Any], Any] | None = None
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -197,7 +198,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   config_lib.check_workdir(workdir)
   tc = config.train
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.model)
-  tx, schedule = optim.make_optimizer(config.optimizer, tc.total_steps, scale_by=task.scale_by)
+  tx, schedule = optim.make_optimizer(config.optimizer, tc.total_steps, scale_by=task.scale_by, lr_multipliers=task.lr_multipliers)
 
   init = init_state(task, tx, config.seed)
   abstract_state = jax.eval_shape(init)

@@ -181,3 +181,13 @@ def test_parse_arg_types_and_errors():
   assert (arg.size, arg.steps, arg.bf16) == ("tiny", 5, True)
   with pytest.raises(config_lib.ConfigError, match="unknown key 'layers'"):
     config_lib.parse_arg("layers=3", size="base")
+
+
+def test_lr_multipliers_scale_each_leaf():
+  opt = optim.default_config()
+  opt.update(dict(name="sgd", b1=0.0, peak_lr=1.0, schedule="constant", clip_norm=0.0, weight_decay=0.0))
+  tx, _ = optim.make_optimizer(opt, 10, lr_multipliers=lambda p: {"a": 1.0, "b": 0.25})
+  params = {"a": jnp.zeros(2), "b": jnp.zeros(2)}
+  updates, _ = tx.update({"a": jnp.ones(2), "b": jnp.ones(2)}, tx.init(params), params)
+  np.testing.assert_allclose(updates["a"], -1.0)
+  np.testing.assert_allclose(updates["b"], -0.25)
