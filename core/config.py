@@ -116,6 +116,24 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return result
 
 
+def load_config_file(path: str, arg: str | None = None, overrides: dict[str, Any] | None = None):
+  """What `--config=path[:arg] --config.a.b=v` gives, for scripts and tests: `get_config(arg)`, locked, overridden."""
+  import importlib.util
+
+  spec = importlib.util.spec_from_file_location(f"config_{abs(hash(path))}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  config.lock()
+  for dotted, value in (overrides or {}).items():
+    node = config
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
 def run_main(
   train_and_evaluate: Callable[[ml_collections.ConfigDict, str], Any],
   validate: Callable[[ml_collections.ConfigDict], None],

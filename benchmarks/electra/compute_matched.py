@@ -1,0 +1,193 @@
+"""ELECTRA vs MLM at equal pretraining compute, at CPU scale (the shape of the paper's Figure 1 / Table 1 claim).
+
+For each pretraining seed: tiny ELECTRA for `--electra_steps` steps and its MLM twin for the steps that spend the
+same pretraining FLOPs (`electra_jax.flops`, the reference's counting), both on the bundled Wikipedia + Lee text.
+Checkpoints at the `--fractions` of each run are finetuned on the downstream tasks (one finetuning run per
+checkpoint and task, seeded by the pretraining seed); a random-init encoder gives the zero-compute point. Reported:
+per-task scores, their mean over tasks, mean ± std over pretraining seeds, ELECTRA − MLM and its size in σ.
+Every stage is cached in `--workdir`, so an interrupted run continues.
+
+  python -m benchmarks.electra.compute_matched [--seeds 0,1,2] [--electra_steps 600] \
+      [--tasks negation,polarity,wordnet_pos] [--fractions 0.5,1.0] [--workdir workdirs/electra_compute_matched]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from benchmarks.core import common
+from core.config import load_config_file as load_config
+from electra_jax import finetune, pretrain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(REPO, "configs/electra/tiny.py")
+GLUE = os.path.join(REPO, "configs/electra/glue.py")
+
+
+def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str) -> dict:
+  """Runs (or resumes) one pretraining run; returns {'steps': [...], 'flops_per_step': f}."""
+  config = load_config(TINY, "mlm=true" if objective == "mlm" else None, {})
+  saves = sorted({max(1, round(steps * f)) for f in fractions})
+  config.seed = seed
+  config.train.total_steps = steps
+  config.train.checkpoint_every = saves[0] if len(saves) == 1 else int(np.gcd.reduce(saves))
+  config.train.keep_checkpoints = steps // config.train.checkpoint_every + 1
+  config.train.eval_every = 0
+  config.train.progress = False
+  done = os.path.join(workdir, "flops.json")
+  if not (os.path.exists(done) and os.path.isdir(os.path.join(workdir, "checkpoints", str(steps)))):
+    pretrain.train_and_evaluate(config, workdir)
+  return {"steps": saves, "flops_per_step": pretrain.flops_per_step(config)}
+
+
+def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, train_size: int) -> float:
+  path = os.path.join(workdir, "results.json")
+  if os.path.exists(path):
+    return float(json.load(open(path))["median"])
+  config = load_config(GLUE, f"task={task},size=tiny", {})
+  config.init_checkpoint = init
+  config.init_checkpoint_step = step
+  config.seed = seed
+  config.finetune.seeds = 1
+  config.train.progress = False
+  if train_size:
+    config.task.train_size = train_size
+  return float(finetune.run_task(config, workdir)["median"])
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--electra_steps", type=int, default=600)
+  parser.add_argument("--tasks", default="negation,polarity,wordnet_pos")
+  parser.add_argument("--fractions", default="0.5,1.0")
+  parser.add_argument("--train_size", type=int, default=2000, help="cap on finetuning examples per task (0 = all)")
+  parser.add_argument("--workdir", default="workdirs/electra_compute_matched")
+  args = parser.parse_args()
+  seeds = [int(s) for s in args.seeds.split(",")]
+  tasks = args.tasks.split(",")
+  fractions = [float(f) for f in args.fractions.split(",")]
+  started = time.perf_counter()
+
+  electra_config = load_config(TINY, None, {})
+  mlm_config = load_config(TINY, "mlm=true", {})
+  electra_flops = pretrain.flops_per_step(electra_config) * args.electra_steps
+  mlm_steps = max(1, round(electra_flops / pretrain.flops_per_step(mlm_config)))
+  print(f"ELECTRA {args.electra_steps} steps = {electra_flops:.3g} FLOPs; MLM twin {mlm_steps} steps", flush=True)
+
+  rows = []  # one per (objective, seed, step)
+  for seed in seeds:
+    random_scores = {
+      t: finetune_score(t, seed, "", 0, os.path.join(args.workdir, f"random/s{seed}/{t}"), args.train_size)
+      for t in tasks
+    }
+    rows.append(dict(objective="random_init", seed=seed, step=0, flops=0.0, scores=random_scores))
+    for objective, steps in (("electra", args.electra_steps), ("mlm", mlm_steps)):
+      run_dir = os.path.join(args.workdir, f"{objective}/s{seed}")
+      run = pretrain_run(objective, seed, steps, fractions, run_dir)
+      for step in run["steps"]:
+        scores = {
+          t: finetune_score(t, seed, run_dir, step, os.path.join(run_dir, f"ft_{step}/{t}"), args.train_size)
+          for t in tasks
+        }
+        rows.append(dict(objective=objective, seed=seed, step=step, flops=step * run["flops_per_step"], scores=scores))
+        print(
+          f"{objective:8s} seed {seed} step {step:5d} ({rows[-1]['flops']:.3g} FLOPs): "
+          + " ".join(f"{t} {s:.1f}" for t, s in scores.items()),
+          flush=True,
+        )
+
+  def final(objective):
+    final_rows = [
+      r
+      for r in rows
+      if r["objective"] == objective and r["step"] == max(q["step"] for q in rows if q["objective"] == objective)
+    ]
+    per_seed = np.array([np.mean(list(r["scores"].values())) for r in final_rows])
+    per_task = {t: [r["scores"][t] for r in final_rows] for t in tasks}
+    return per_seed, per_task
+
+  summary = {}
+  for objective in ("random_init", "electra", "mlm"):
+    per_seed, per_task = final(objective)
+    summary[objective] = dict(
+      mean=float(per_seed.mean()),
+      std=float(per_seed.std(ddof=1)) if len(per_seed) > 1 else 0.0,
+      per_seed=per_seed.tolist(),
+      per_task={
+        t: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+        for t, v in per_task.items()
+      },
+    )
+  gap = summary["electra"]["mean"] - summary["mlm"]["mean"]
+  pooled = float(np.sqrt((summary["electra"]["std"] ** 2 + summary["mlm"]["std"] ** 2) / len(seeds)))
+  sigmas = gap / pooled if pooled > 0 else 0.0
+  print("\ntask         " + "".join(f"{o:>22s}" for o in ("random_init", "electra", "mlm")))
+  for t in tasks:
+    print(
+      f"{t:12s} "
+      + "".join(
+        f"{summary[o]['per_task'][t]['mean']:15.1f} ± {summary[o]['per_task'][t]['std']:4.1f}"
+        for o in ("random_init", "electra", "mlm")
+      )
+    )
+  print(
+    f"{'mean':12s} "
+    + "".join(f"{summary[o]['mean']:15.1f} ± {summary[o]['std']:4.1f}" for o in ("random_init", "electra", "mlm"))
+  )
+  print(
+    f"ELECTRA - MLM at equal compute ({electra_flops:.3g} FLOPs): {gap:+.2f} points, {sigmas:.1f} standard errors "
+    f"(goal >= 2 points and > 2 sigma) | {time.perf_counter() - started:.0f} s"
+  )
+
+  def plot(ax):
+    for objective, color in (("electra", "tab:blue"), ("mlm", "tab:orange")):
+      xs = sorted({r["flops"] for r in rows if r["objective"] == objective})
+      means, stds = [], []
+      for x in xs:
+        vals = [np.mean(list(r["scores"].values())) for r in rows if r["objective"] == objective and r["flops"] == x]
+        means.append(np.mean(vals))
+        stds.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
+      base = summary["random_init"]["mean"]
+      ax.errorbar(
+        [0.0] + xs,
+        [base] + means,
+        yerr=[summary["random_init"]["std"]] + stds,
+        marker="o",
+        capsize=3,
+        color=color,
+        label=objective.upper(),
+      )
+    ax.set_xlabel("pretraining FLOPs")
+    ax.set_ylabel(f"mean downstream score ({', '.join(tasks)})")
+    ax.set_title("tiny ELECTRA vs MLM at equal compute (CPU)")
+    ax.legend()
+
+  path = common.write_results(
+    "electra_compute_matched",
+    dict(
+      seeds=seeds,
+      tasks=tasks,
+      electra_steps=args.electra_steps,
+      mlm_steps=mlm_steps,
+      pretrain_flops=electra_flops,
+      fractions=fractions,
+      train_size=args.train_size,
+      rows=rows,
+      summary=summary,
+      electra_minus_mlm=gap,
+      standard_errors=sigmas,
+      seconds=time.perf_counter() - started,
+    ),
+    plot,
+  )
+  print(f"wrote {path}, {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+  main()

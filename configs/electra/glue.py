@@ -1,0 +1,135 @@
+"""ELECTRA finetuning on GLUE / SQuAD (paper §3.1, Appendix A Table 7) and on the bundled offline tasks.
+
+Command:
+  python -m electra_jax.finetune --config=configs/electra/glue.py:sst2 --config.init_checkpoint=DIR --workdir=W
+  python -m electra_jax.finetune --config=configs/electra/glue.py:task=rte,size=base --config.init_checkpoint=DIR \
+      --config.task.data_dir=glue_data/RTE --workdir=W        # GLUE TSVs; without data_dir: tfds glue/rte
+  python -m electra_jax.finetune --config=configs/electra/glue.py:task=polarity,size=tiny --workdir=W   # CPU, offline
+Args (`:task=...,size=...` or a bare task): task = cola sst2 mrpc stsb qqp mnli qnli rte squad (paper data: GLUE TSV
+  dir via task.data_dir, else tfds) | polarity newsgroups wordnet_pos negation capital_qa wiki_links (bundled /
+  generated, offline); size = small (default) | base | large | tiny (model shape for '' = random init; a pretrained
+  init_checkpoint brings its own shape). init_checkpoint: pretraining workdir, HuggingFace dir, 'minilm' or ''.
+Hyperparameters (Appendix A): LR 3e-4 / 1e-4 / 5e-5 (small / base / large; tiny 1e-3), batch 32, 10% warmup x
+  linear decay, 3 epochs (10 for RTE, STS-B; 2 for SQuAD), layer-wise LR decay 0.8 (0.9 large), weight decay 0,
+  Adam without bias correction (reference AdamWeightDecayOptimizer), eps 1e-6, clip 1.0; MRPC / STS-B also train on
+  swapped sentence order; seeds: 10 (paper, median) for GLUE, 3 for the bundled CPU tasks. Total steps =
+  ceil(epochs x train examples / batch).
+Expected (paper, GLUE dev, median of 10): ELECTRA-Small SST-2 89.1, GLUE avg 79.9; ELECTRA-Base GLUE 85.1; Large
+  89.0 (400k) / 89.5 (1.75M); SQuAD 1.1 dev Base 84.5 EM / 90.8 F1. Released Small-OWT (README): CoLA 56.8, SST-2
+  88.3, MNLI 78.9, RTE 68.5. Ours: see electra_jax/README.md (bundled tasks only; GLUE is not available offline).
+Runtime (2 CPU cores, one seed, incl. start-up): size=tiny random init: polarity 19 s, newsgroups 23 s, negation
+  36 s, capital_qa 56 s, wordnet_pos 108 s, wiki_links 111 s; init_checkpoint=minilm (6 x 384): polarity 106 s,
+  negation 181 s, capital_qa 303 s. Ours (dev, one seed): tiny random init polarity 44.0, negation 53.2 (majority),
+  wordnet_pos 53.2 (chance 25), capital_qa F1 12.3, wiki_links token F1 29.9; MiniLM: polarity 72.0, negation 100.0,
+  capital_qa F1 61.1. GLUE SST-2 at size=small: 6.3k steps per seed (accelerator).
+"""
+
+import ml_collections
+
+from core import config as config_lib
+from core import train as train_lib
+
+SIZES = {
+  # hidden, layers, heads, intermediate, embedding (0 = hidden); ELECTRA Table 6; tiny = configs/electra/tiny.py (CPU)
+  "tiny": (128, 4, 2, 512, 0),
+  "small": (256, 12, 4, 1024, 128),
+  "base": (768, 12, 12, 3072, 0),
+  "large": (1024, 24, 16, 4096, 0),
+}
+PEAK_LR = {"tiny": 1e-3, "small": 3e-4, "base": 1e-4, "large": 5e-5}
+LAYER_DECAY = {"tiny": 0.8, "small": 0.8, "base": 0.8, "large": 0.9}
+GLUE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
+# task -> (max_seq_length, epochs, seeds)
+TASKS = {
+  **{name: (128, 10 if name in ("rte", "stsb") else 3, 10) for name in GLUE},
+  "squad": (512, 2, 1),
+  "polarity": (64, 10, 3),
+  "newsgroups": (128, 5, 3),
+  "wordnet_pos": (64, 3, 3),
+  "negation": (32, 3, 3),
+  "capital_qa": (128, 3, 3),
+  "wiki_links": (64, 3, 3),
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, task="sst2", size="small")
+  if arg.task not in TASKS:
+    raise config_lib.ConfigError(f"config arg task: unknown value {arg.task!r} (allowed: {', '.join(TASKS)})")
+  if arg.size not in SIZES:
+    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
+  hidden, layers, heads, intermediate, embedding = SIZES[arg.size]
+  max_seq_length, epochs, seeds = TASKS[arg.task]
+
+  config = train_lib.default_config()
+  config.model = ml_collections.ConfigDict(
+    dict(
+      vocab_size=30522,
+      hidden_size=hidden,
+      num_layers=layers,
+      num_heads=heads,
+      intermediate_size=intermediate,
+      embedding_size=embedding,
+      max_position_embeddings=512,
+      type_vocab_size=2,
+      hidden_dropout_rate=0.1,
+      attention_dropout_rate=0.1,
+      layer_norm_eps=1e-12,
+      initializer_range=0.02,
+      dtype="float32",
+    )
+  )
+  config.init_checkpoint = ""
+  config.init_checkpoint_step = 0  # with a pretraining workdir: which saved step (0 = the latest)
+  config.task = ml_collections.ConfigDict(
+    dict(
+      name=arg.task,
+      data_dir="",  # GLUE TSV dir (train.tsv, dev.tsv) / SQuAD JSON dir / generated-data dir; '' = tfds or bundled
+      tfds_dir="",
+      vocab_path="",  # '' = the init checkpoint's vocab.txt, else the bundled BERT uncased vocab
+      max_seq_length=max_seq_length,
+      max_query_length=64,
+      max_answer_length=30,
+      label_tokens="first",  # tagging: label the first WordPiece of each word (BERT §5.3) or 'all'
+      split_seed=0,  # fixes bundled splits / generated data, independent of the finetuning seed
+      train_size=0,  # > 0: cap (seeded subsample)
+      dev_size=0,
+    )
+  )
+  config.finetune = ml_collections.ConfigDict(
+    dict(
+      epochs=float(epochs),
+      seeds=seeds,
+      warmup_fraction=0.1,
+      layerwise_lr_decay=LAYER_DECAY[arg.size],
+      layerwise_lr_decay_reference_bug=False,  # True: top layer x d^2 as google-research/electra (#51, #64)
+      head_dropout_rate=0.1,
+      eval_batch_size=64,
+      double_unordered=arg.task in ("mrpc", "stsb"),
+    )
+  )
+  config.train.update(
+    dict(
+      batch_size=32,
+      total_steps=1,  # replaced by ceil(epochs x examples / batch) at run time
+      log_every=50,
+      eval_every=0,
+      checkpoint_every=1000,
+      keep_checkpoints=1,
+    )
+  )
+  config.optimizer.update(
+    dict(
+      name="adamw",
+      peak_lr=PEAK_LR[arg.size],
+      schedule="warmup_times_linear",
+      warmup_steps=0,  # replaced by warmup_fraction x total steps at run time
+      weight_decay=0.0,
+      b1=0.9,
+      b2=0.999,
+      eps=1e-6,
+      clip_norm=1.0,
+      bias_correction=False,  # ELECTRA's AdamWeightDecayOptimizer (also used for finetuning) has none
+    )
+  )
+  return config

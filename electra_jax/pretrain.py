@@ -1,0 +1,270 @@
+"""ELECTRA pretraining (replaced-token detection) and its compute-matched MLM twin, on the shared training loop.
+
+Clark et al. 2020 §2 (objective), §3.1–3.2 (tied embeddings, small generator), §3.4 / Table 1 (BERT baseline matched
+on compute), Appendix A (hyperparameters). Patent US 2021/0089724 claim 1: one call of `loss_fn` is one training
+iteration, steps 1–6 (see `objective.electra_loss`); the generator is trained jointly on its MLM loss.
+
+  python -m electra_jax.pretrain --config=configs/electra/tiny.py --workdir=/tmp/electra
+  python -m electra_jax.pretrain --config=configs/electra/tiny.py:mlm=true --workdir=/tmp/electra_mlm
+  python -m electra_jax.pretrain --config=configs/electra/small.py --workdir=gs://bucket/electra_small \
+      --config.data.corpus=tfds:wikipedia/20230601.en --config.data.tfds_dir=gs://bucket/tfds
+
+Data: the bundled Wikipedia articles + Lee corpus (or full Wikipedia through `core.data.paper_dataset`), WordPiece
+with the BERT uncased vocab, packed into '[CLS] ... [SEP]' rows by `core.data.pipeline.lm_dataset`. The run logs
+its pretraining FLOPs (`electra_jax.flops`): `pretrain_flops_per_step` in the train metrics, cumulative
+`pretrain_flops` in the eval metrics, and both in `<workdir>/flops.json`. Resumes from `--workdir`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from core import bert as bert_lib
+from core import config as config_lib
+from core import mlm as core_mlm
+from core import train as train_lib
+from electra_jax import configs as configs_lib
+from electra_jax import flops as flops_lib
+from electra_jax import model as model_lib
+from electra_jax import objective as objective_lib
+from electra_jax import optim as optim_lib
+
+BUNDLED_CORPORA = ("bundled", "wikipedia", "lee")
+TFDS_CORPORA = {"tfds:wikipedia/20230601.en": "wikipedia", "tfds:wikipedia": "wikipedia"}
+
+
+def model_configs(config: ml_collections.ConfigDict) -> tuple[bert_lib.BertConfig, bert_lib.BertConfig | None]:
+  """(discriminator / MLM-model config, generator config or None for the MLM objective)."""
+  fields = config.model.to_dict()
+  fields["embedding_size"] = fields["embedding_size"] or None
+  disc = bert_lib.BertConfig(**fields).validate()
+  if config.objective.name != "electra":
+    return disc, None
+  return disc, model_lib.generator_config(disc, config.objective.generator_hidden_fraction)
+
+
+def max_predictions(config: ml_collections.ConfigDict) -> int:
+  n = config.masking.max_predictions_per_seq
+  return n if n else core_mlm.max_predictions(config.masking.mask_prob, config.data.seq_len)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """One-line ConfigErrors before any data is read or any directory is written."""
+  train_lib.validate(config)
+  config_lib.check_choice(config, "objective.name", configs_lib.OBJECTIVES)
+  fraction = config_lib.get(config, "objective.generator_hidden_fraction")
+  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
+    raise config_lib.ConfigError(f"objective.generator_hidden_fraction: must be in (0, 1], got {fraction!r}")
+  config_lib.check_positive(config, "objective.temperature")
+  config_lib.check_positive(config, "objective.gen_weight", allow_zero=True)
+  config_lib.check_positive(config, "objective.disc_weight", allow_zero=True)
+  fields = config.model.to_dict()
+  try:
+    disc = bert_lib.BertConfig(**{**fields, "embedding_size": fields.get("embedding_size") or None}).validate()
+  except (TypeError, ValueError) as e:
+    raise config_lib.ConfigError(f"model: {e}") from None
+  try:
+    model_lib.generator_config(disc, fraction)
+  except ValueError as e:
+    raise config_lib.ConfigError(
+      f"objective.generator_hidden_fraction: {fraction!r} gives a bad generator: {e}"
+    ) from None
+  config_lib.check_range(config, "masking.mask_prob", 0.0, 1.0)
+  config_lib.check_range(config, "masking.mask_token_fraction", 0.0, 1.0, inclusive=True)
+  room = 1.0 - config.masking.mask_token_fraction
+  config_lib.check_range(config, "masking.random_token_fraction", 0.0, room, inclusive=True)
+  config_lib.check_int(config, "masking.max_predictions_per_seq", minimum=0)
+  config_lib.check_choice(config, "data.corpus", BUNDLED_CORPORA + tuple(TFDS_CORPORA))
+  config_lib.check_choice(config, "data.shard_by", ("rows", "documents"))
+  config_lib.check_int(config, "data.seq_len", minimum=8)
+  config_lib.check_int(config, "data.max_documents", minimum=0)
+  if config.data.seq_len > disc.max_position_embeddings:
+    raise config_lib.ConfigError(
+      f"data.seq_len: {config.data.seq_len} exceeds model.max_position_embeddings {disc.max_position_embeddings}"
+    )
+  if max_predictions(config) < 1 or max_predictions(config) > config.data.seq_len:
+    raise config_lib.ConfigError(
+      f"masking.max_predictions_per_seq: {max_predictions(config)} must be in [1, data.seq_len {config.data.seq_len}]"
+    )
+  config_lib.check_range(config, "data.eval_fraction", 0.0, 1.0)
+  config_lib.check_int(config, "train.eval_batches", minimum=1)
+  config_lib.check_range(config, "flops.output_frac", 0.0, 1.0, inclusive=True)
+  config_lib.check_positive(config, "flops.backward_factor", allow_zero=True)
+  config_lib.check_choice(config, "optimizer.bias_correction", (False, True))
+  if config.data.vocab_path:
+    config_lib.check_file(config, "data.vocab_path", "a BERT WordPiece vocab.txt (run `make data` for the bundled one)")
+
+
+def _tfds_texts(config: ml_collections.ConfigDict) -> list[str]:
+  """Article texts of a paper-scale corpus via core.data.paper_dataset (prepared array_record, no download)."""
+  from core import data as data_lib
+
+  try:
+    source = data_lib.paper_dataset(TFDS_CORPORA[config.data.corpus], "train", data_dir=config.data.tfds_dir or None)
+  except (FileNotFoundError, RuntimeError, ImportError, ValueError) as e:
+    raise config_lib.ConfigError(f"data.corpus: {config.data.corpus!r} is not available here: {e}") from None
+  n = min(len(source), config.data.max_documents or len(source))
+  return [source[i]["text"] for i in range(n)]
+
+
+def load_documents(config: ml_collections.ConfigDict, tokenizer) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  """Tokenized (train, eval) documents: a fixed shuffle, then the last `eval_fraction` are held out."""
+  from core.data import corpora
+
+  corpus = config.data.corpus
+  if corpus in TFDS_CORPORA:
+    texts = _tfds_texts(config)
+  else:
+    texts = [text for _, text in corpora.wikipedia_articles()] if corpus in ("bundled", "wikipedia") else []
+    texts += corpora.lee_corpus() if corpus in ("bundled", "lee") else []
+    texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
+  if config.data.max_documents:
+    texts = texts[: config.data.max_documents]
+  ids = [d for d in tokenizer.encode_documents(texts) if d.size]
+  if len(ids) < 2:
+    raise config_lib.ConfigError(f"data.max_documents: {len(ids)} non-empty documents; need >= 2 (train + eval)")
+  n_eval = max(1, round(len(ids) * config.data.eval_fraction))
+  return ids[:-n_eval], ids[-n_eval:]
+
+
+def flops_per_step(config: ml_collections.ConfigDict) -> float:
+  """Pretraining FLOPs of one step of this run (`electra_jax.flops`, the reference's counting)."""
+  disc, gen = model_configs(config)
+  return flops_lib.pretrain_flops_per_step(
+    config.objective.name,
+    disc,
+    config.train.batch_size,
+    config.data.seq_len,
+    gen,
+    output_frac=config.flops.output_frac,
+    backward_factor=config.flops.backward_factor,
+  )
+
+
+def make_loss(config: ml_collections.ConfigDict, special_ids, mask_id: int):
+  """loss(params, batch, key, deterministic) -> (loss, metrics) for the configured objective."""
+  disc, gen = model_configs(config)
+  mask_fn = functools.partial(
+    objective_lib.mask_inputs,
+    mask_prob=config.masking.mask_prob,
+    mask_id=mask_id,
+    vocab_size=disc.vocab_size,
+    special_ids=tuple(special_ids),
+    mask_token_fraction=config.masking.mask_token_fraction,
+    random_token_fraction=config.masking.random_token_fraction,
+    max_predictions_per_seq=max_predictions(config),
+  )
+  if config.objective.name == "mlm":
+
+    def mlm_logits(params, ids, types, attention, positions, **kw):
+      return model_lib.mlm_logits(params, disc, ids, types, attention, positions, **kw)
+
+    return functools.partial(objective_lib.mlm_baseline_loss, logits_fn=mlm_logits, mask_fn=mask_fn)
+
+  def gen_logits(params, ids, types, attention, positions, **kw):
+    return model_lib.generator_logits(params, gen, ids, types, attention, positions, **kw)
+
+  def disc_logits(params, ids, types, attention, **kw):
+    return model_lib.discriminator_logits(params, disc, ids, types, attention, **kw)
+
+  obj = config.objective
+  return functools.partial(
+    objective_lib.electra_loss,
+    gen_logits_fn=gen_logits,
+    disc_logits_fn=disc_logits,
+    mask_fn=mask_fn,
+    gen_weight=obj.gen_weight,
+    disc_weight=obj.disc_weight,
+    temperature=obj.temperature,
+    disallow_correct=obj.disallow_correct,
+    disc_on_masked_only=obj.disc_on_masked_only,
+  )
+
+
+def make_init(config: ml_collections.ConfigDict):
+  disc, gen = model_configs(config)
+  seq_len = config.data.seq_len
+  if gen is None:
+    return lambda key: model_lib.init_mlm_params(key, disc, seq_len)
+  return lambda key: model_lib.init_params(key, disc, gen, seq_len)
+
+
+def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
+  from core.data import corpora, pipeline, tokenizers
+
+  tokenizer = tokenizers.WordPieceTokenizer(config.data.vocab_path or corpora.bert_vocab_path())
+  if config.model.vocab_size != tokenizer.vocab_size:
+    raise config_lib.ConfigError(
+      f"model.vocab_size: {config.model.vocab_size} != the tokenizer's {tokenizer.vocab_size} entries"
+    )
+  specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.pad_id)
+  loss = make_loss(config, specials, tokenizer.mask_id)
+  train_docs, eval_docs = load_documents(config, tokenizer)
+  seq_len, batch_size = config.data.seq_len, config.train.batch_size
+  rows = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
+  per_step = flops_per_step(config)
+
+  def loss_fn(params, batch, key):
+    value, metrics = loss(params, batch, key, deterministic=False)
+    return value, {**metrics, "pretrain_flops_per_step": np.float32(per_step)}
+
+  def train_data(shard_index, shard_count):
+    by_rows = config.data.shard_by == "rows"
+    dataset = pipeline.lm_dataset(
+      train_docs,
+      seq_len=seq_len,
+      batch_size=batch_size if by_rows else batch_size // shard_count,
+      seed=config.seed,
+      shard_index=0 if by_rows else shard_index,
+      shard_count=1 if by_rows else shard_count,
+      **rows,
+    )
+    return pipeline.take_host_rows(dataset, shard_index, shard_count) if by_rows else dataset
+
+  # Held-out rows in a fixed order, cycled when the held-out documents fill fewer than `eval_batches` batches.
+  eval_iter = iter(
+    pipeline.lm_dataset(eval_docs, seq_len=seq_len, batch_size=batch_size, seed=0, shuffle=False, **rows)
+  )
+  eval_batches = [batch for _, batch in zip(range(config.train.eval_batches), eval_iter)]
+  eval_step = jax.jit(functools.partial(loss, deterministic=True))
+
+  def eval_fn(params, step):
+    """Held-out metrics (fixed masks and samples per batch, no dropout) + the FLOPs spent so far."""
+    results = [
+      eval_step(params, batch, jax.random.fold_in(jax.random.key(1234), i)) for i, batch in enumerate(eval_batches)
+    ]
+    summary = {"pretrain_flops": per_step * step, "pretrain_flops_per_step": per_step}
+    summary.update({name: float(np.mean([float(m[name]) for _, m in results])) for name in results[0][1]})
+    summary["loss"] = float(np.mean([float(value) for value, _ in results]))
+    return summary
+
+  opt = config.optimizer
+  scale_by = None if opt.bias_correction else optim_lib.scale_by_adam_no_bias_correction(opt.b1, opt.b2, opt.eps)
+  return train_lib.Task(
+    init_params=make_init(config), loss_fn=loss_fn, train_data=train_data, eval_fn=eval_fn, scale_by=scale_by
+  )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_lib.TrainResult:
+  validate(config)
+  config_lib.check_workdir(workdir)
+  per_step = flops_per_step(config)
+  total = per_step * config.train.total_steps
+  record = {"objective": config.objective.name, "pretrain_flops_per_step": per_step, "pretrain_flops_total": total}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "flops.json"), "w") as f:
+      json.dump(record, f, indent=2)
+    with open(os.path.join(workdir, "config.json"), "w") as f:  # sizes for the finetuning hand-off
+      json.dump(config.to_dict(), f, indent=2)
+    print(f"{config.objective.name}: {per_step:.4g} pretraining FLOPs per step, {total:.4g} for the run", flush=True)
+  return train_lib.train(config, workdir, make_task(config))
+
+
+if __name__ == "__main__":
+  config_lib.run_main(train_and_evaluate, validate, "configs/electra/tiny.py")

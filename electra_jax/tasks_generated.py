@@ -1,0 +1,92 @@
+"""Generated GLUE-format sentiment task whose label needs context: negation flips the sentiment word's polarity.
+
+Each sentence puts one sentiment adjective (from `POSITIVE` / `NEGATIVE`) into a template; half of the sentences
+(independently of the adjective) wrap it in a negating construction ("was not", "was never", "i did not think ...
+was", "was anything but", "nobody would say ... was", "it is not true that ... was"). Label = polarity(adjective)
+XOR negated, so every adjective and every negator occurs equally often in both classes: a bag-of-words model scores
+chance and only the interaction — what the negator scopes over — predicts the label (the SST-2 phenomenon that
+motivates contextual encoders; Socher et al. 2013 §5.2 "negating positive/negative sentences").
+
+Written as SST-2-style TSV (`sentence\\tlabel` header, label 1 = positive) by `write_negation_tsv`, so it is read
+back through the generic GLUE-TSV reader like any GLUE task. Deterministic per seed; dev sentences never occur in
+train.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from electra_jax import tasks
+
+POSITIVE = ("good", "great", "excellent", "wonderful", "enjoyable", "brilliant", "charming", "delightful", "moving",
+            "entertaining", "clever", "beautiful", "funny", "fresh", "memorable", "gripping", "impressive", "superb",
+            "touching", "witty")  # fmt: skip
+NEGATIVE = ("bad", "awful", "boring", "dull", "terrible", "tedious", "bland", "clumsy", "lifeless", "mediocre",
+            "predictable", "silly", "forgettable", "weak", "tiresome", "messy", "shallow", "pointless", "flat",
+            "lame")  # fmt: skip
+SUBJECTS = ("the film", "this movie", "the acting", "the plot", "the script", "the ending", "the soundtrack",
+            "the dialogue", "the direction", "the cast", "the story", "the cinematography", "the sequel",
+            "the performance", "the premise", "the second half")  # fmt: skip
+ADVERBS = ("", "very", "really", "truly", "quite", "rather", "remarkably", "surprisingly")
+VERBS = ("was", "is", "seemed", "felt")
+# (plain template, negated template); {s} subject, {v} verb, {a} adverb + adjective.
+TEMPLATES = (
+  ("{s} {v} {a} .", "{s} {v} not {a} ."),
+  ("{s} {v} {a} .", "{s} {v} never {a} ."),
+  ("i thought {s} {v} {a} .", "i did not think {s} {v} {a} ."),
+  ("{s} {v} {a} indeed .", "{s} {v} anything but {a} ."),
+  ("everyone would say {s} {v} {a} .", "nobody would say {s} {v} {a} ."),
+  ("it is true that {s} {v} {a} .", "it is not true that {s} {v} {a} ."),
+  ("honestly , {s} {v} {a} .", "honestly , {s} {v} not {a} ."),
+)
+
+
+def negation_sentence(rng: np.random.Generator) -> tuple[str, int, bool]:
+  """(sentence, label 1 = positive, negated) for one draw."""
+  positive = bool(rng.integers(2))
+  adjective = str(rng.choice(POSITIVE if positive else NEGATIVE))
+  negated = bool(rng.integers(2))
+  plain, negative_form = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+  adverb = str(rng.choice(ADVERBS))
+  phrase = f"{adverb} {adjective}".strip()
+  sentence = (negative_form if negated else plain).format(s=rng.choice(SUBJECTS), v=rng.choice(VERBS), a=phrase)
+  return " ".join(sentence.split()), int(positive != negated), negated
+
+
+def generate_negation(seed: int = 0, train_size: int = 2000, dev_size: int = 500):
+  """Disjoint (train, dev) lists of (sentence, label); dev draws skip sentences already in train."""
+  rng = np.random.default_rng([seed, 0x6E6567])  # 'neg'
+  train, seen = [], set()
+  while len(train) < train_size:
+    sentence, label, _ = negation_sentence(rng)
+    if sentence not in seen:
+      seen.add(sentence)
+      train.append((sentence, label))
+  dev = []
+  while len(dev) < dev_size:
+    sentence, label, _ = negation_sentence(rng)
+    if sentence not in seen:
+      seen.add(sentence)
+      dev.append((sentence, label))
+  return train, dev
+
+
+def write_negation_tsv(
+  directory: str | os.PathLike, seed: int = 0, train_size: int = 2000, dev_size: int = 500
+) -> Path:
+  """Writes `train.tsv` and `dev.tsv` (SST-2 layout) unless `generator.json` says they already hold this draw."""
+  directory = Path(directory)
+  stamp = {"generator": "negation", "version": 1, "seed": seed, "train_size": train_size, "dev_size": dev_size}
+  stamp_path = directory / "generator.json"
+  done = (directory / "train.tsv").is_file() and (directory / "dev.tsv").is_file()
+  if done and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+    return directory
+  train, dev = generate_negation(seed, train_size, dev_size)
+  tasks.write_glue_tsv(directory / "train.tsv", ("sentence", "label"), train)
+  tasks.write_glue_tsv(directory / "dev.tsv", ("sentence", "label"), dev)
+  stamp_path.write_text(json.dumps(stamp))
+  return directory
