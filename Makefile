@@ -30,15 +30,18 @@ data: setup
 test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Set up and run the main job on the bundled data: MiniLM semantic search over WordNet + Wikipedia passages.
+## Set up and run the main jobs on the bundled data: MiniLM semantic search; tiny ELECTRA pretrain + finetune.
 demo: data
 	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
+	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo
 
 ## Benchmarks: print ratios, write results/*.json + .png.
 bench: data $(BENCH_STAMP)
 	$(PY) -m benchmarks.core.matmul_peak
 	$(PY) -m benchmarks.core.train_step_mfu
 	$(PY) -m benchmarks.core.mips_vs_scann
+	$(PY) -m benchmarks.electra.step_vs_torch --size small
+	$(PY) -m benchmarks.electra.compute_matched
 
 clean-venv:
 	rm -rf $(VENV)

@@ -32,8 +32,10 @@ def main(argv) -> None:
   pretrain_dir = os.path.join(FLAGS.workdir, "pretrain")
   result = pretrain.train_and_evaluate(config, pretrain_dir)
   last = [h for h in result.history if h["split"] == "eval"] or [h for h in result.history if h["split"] == "train"]
-  print(f"pretrained {FLAGS.steps} steps: " + ", ".join(
-    f"{k} {last[-1][k]:.3f}" for k in ("mlm_accuracy", "disc_auc", "disc_accuracy") if k in last[-1]))
+  print(
+    f"pretrained {FLAGS.steps} steps: "
+    + ", ".join(f"{k} {last[-1][k]:.3f}" for k in ("mlm_accuracy", "disc_auc", "disc_accuracy") if k in last[-1])
+  )
 
   rows = []
   for task in FLAGS.tasks.split(","):

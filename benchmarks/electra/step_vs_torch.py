@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from benchmarks.core import common
-from electra_jax import flops as flops_lib
+from core import bert as bert_lib
 from electra_jax import model as model_lib
 from electra_jax import objective
 
@@ -29,6 +29,13 @@ SIZES = {  # hidden, layers, heads, ffn, embedding
   "base": (768, 12, 12, 3072, 768),
   "tiny": (128, 4, 2, 512, 128),
 }
+
+
+def discriminator_train_matmul_flops(config: bert_lib.BertConfig, batch: int, seq_len: int) -> float:
+  """Matmul FLOPs of fwd + bwd (= 3 x forward): E->H projection, per layer QKVO + FFN + QK^T + AV, the head."""
+  h, f, e, n = config.hidden_size, config.intermediate_size, config.emb_size, config.num_layers
+  per_token = n * (2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h) + (2 * e * h if e != h else 0) + 2 * (h * h + h)
+  return 3.0 * per_token * batch * seq_len
 
 
 def _batch(batch: int, seq_len: int, seed: int = 0):
@@ -41,13 +48,16 @@ def _batch(batch: int, seq_len: int, seed: int = 0):
 
 def ours_tokens_per_s(disc_config, batch: int, seq_len: int, steps: int) -> tuple[float, float]:
   """Median seconds per step and tokens/s of our jitted discriminator step (fwd + bwd + AdamW)."""
-  params = model_lib.init_discriminator_params(jax.random.key(0), disc_config, seq_len)
+  full = model_lib.init_params(jax.random.key(0), disc_config, model_lib.generator_config(disc_config, 0.25), seq_len)
+  params = {"embeddings": full["embeddings"], "discriminator": full["discriminator"]}  # the discriminator only
   tx = optax.adamw(1e-4, weight_decay=0.01)
   ids, labels = _batch(batch, seq_len)
   ids, labels, mask = jnp.asarray(ids), jnp.asarray(labels), jnp.ones((batch, seq_len), jnp.int32)
 
   def loss_fn(p):
-    logits_BxL = model_lib.discriminator_only_logits(p, disc_config, ids, None, mask)
+    logits_BxL = model_lib.discriminator_logits(
+      p, disc_config, ids, None, mask, deterministic=False, dropout_key=jax.random.key(1)
+    )
     return objective.discriminator_loss(logits_BxL, labels, mask)
 
   @jax.jit
@@ -116,11 +126,18 @@ def main() -> None:
 
   torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
   hidden, layers, heads, ffn, emb = SIZES[args.size]
-  disc_config = model_lib.bert_config(hidden=hidden, layers=layers, heads=heads, intermediate=ffn, embedding=emb)
+  disc_config = bert_lib.BertConfig(
+    vocab_size=30522,
+    hidden_size=hidden,
+    num_layers=layers,
+    num_heads=heads,
+    intermediate_size=ffn,
+    embedding_size=emb if emb != hidden else None,
+  )
   peak = common.measure_matmul_peak((1024, 2048), repeats=3)
   ours_s, ours_tps = ours_tokens_per_s(disc_config, args.batch, args.seq_len, args.steps)
   torch_s, torch_tps = torch_tokens_per_s(hidden, layers, heads, ffn, emb, args.batch, args.seq_len, args.steps)
-  model_flops = flops_lib.discriminator_train_flops(disc_config, args.batch, args.seq_len)
+  model_flops = discriminator_train_matmul_flops(disc_config, args.batch, args.seq_len)
   mfu = model_flops / ours_s / peak["peak_flops"]
   ratio = torch_s / ours_s
   print(

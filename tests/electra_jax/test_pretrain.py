@@ -136,3 +136,30 @@ def test_cli_bad_value_exits_2_with_one_line(tmp_path):
   assert out.returncode == 2
   assert out.stderr.strip().splitlines()[-1] == "error: objective.generator_hidden_fraction: must be in (0, 1], got 0.0"
   assert not os.listdir(tmp_path)
+
+
+def test_demo_entry_point_runs_end_to_end(tmp_path):
+  import subprocess
+  import sys
+
+  from tests.helpers import REPO
+
+  out = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "electra_jax.demo",
+      f"--workdir={tmp_path}",
+      "--steps=2",
+      "--tasks=polarity",
+      "--train_size=32",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env={**__import__("os").environ, "PYTHONPATH": REPO},
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  table = out.stdout.strip().splitlines()
+  assert table[-2].split()[:3] == ["task", "metric", "random"] and table[-1].startswith("polarity")
