@@ -112,6 +112,29 @@ class BertConfig:
     return dataclasses.replace(self, **changes).validate()
 
 
+def model_section(hidden: int, layers: int, heads: int, intermediate: int, embedding: int = 0, **overrides: Any):
+  """The `config.model` section of a config file (an ml_collections ConfigDict; embedding 0 = hidden)."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+
+  fields = dataclasses.asdict(BertConfig())
+  fields.update(
+    hidden_size=hidden,
+    num_layers=layers,
+    num_heads=heads,
+    intermediate_size=intermediate,
+    embedding_size=embedding,
+    **overrides,
+  )
+  return ml_collections.ConfigDict(fields)
+
+
+def from_model_section(section: Any) -> BertConfig:
+  """BertConfig from a `config.model` section (`embedding_size` 0 means E = H); not validated."""
+  fields = section.to_dict() if hasattr(section, "to_dict") else dict(section)
+  fields["embedding_size"] = fields.get("embedding_size") or None
+  return BertConfig(**fields)
+
+
 def _init(config: BertConfig):
   """Truncated-normal(initializer_range) init, as in the BERT reference implementation."""
   return nn.initializers.truncated_normal(stddev=config.initializer_range)

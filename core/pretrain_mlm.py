@@ -28,9 +28,7 @@ INIT_FROM = ("", "minilm")
 
 
 def bert_config(config: ml_collections.ConfigDict) -> bert_lib.BertConfig:
-  fields = config.model.to_dict()
-  fields["embedding_size"] = fields["embedding_size"] or None
-  return bert_lib.BertConfig(**fields)
+  return bert_lib.from_model_section(config.model)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -132,19 +130,18 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
     return mlm_metrics(params, batch, key, deterministic=False)
 
   def train_data(shard_index, shard_count):
-    by_rows = config.data.shard_by == "rows"
-    dataset = pipeline.lm_dataset(
+    return pipeline.host_lm_dataset(
       train_docs,
-      seq_len=seq_len,
-      batch_size=batch_size if by_rows else batch_size // shard_count,
-      seed=config.seed,
-      shard_index=0 if by_rows else shard_index,
-      shard_count=1 if by_rows else shard_count,
+      seq_len,
+      batch_size,
+      config.seed,
+      shard_index,
+      shard_count,
+      config.data.shard_by,
       cls_id=tokenizer.cls_id,
       sep_id=tokenizer.sep_id,
       pad_id=tokenizer.pad_id,
     )
-    return pipeline.take_host_rows(dataset, shard_index, shard_count) if by_rows else dataset
 
   eval_batches = list(
     _take(

@@ -198,7 +198,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   config_lib.check_workdir(workdir)
   tc = config.train
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.model)
-  tx, schedule = optim.make_optimizer(config.optimizer, tc.total_steps, scale_by=task.scale_by, lr_multipliers=task.lr_multipliers)
+  tx, schedule = optim.make_optimizer(
+    config.optimizer, tc.total_steps, scale_by=task.scale_by, lr_multipliers=task.lr_multipliers
+  )
 
   init = init_state(task, tx, config.seed)
   abstract_state = jax.eval_shape(init)

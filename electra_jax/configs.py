@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from core import bert as bert_lib
 from core import config as config_lib
 from core import train as train_lib
 
@@ -33,23 +34,7 @@ def base_config(size: str, arg: str | None = None) -> ml_collections.ConfigDict:
   tiny = size == "tiny"
 
   config = train_lib.default_config()
-  config.model = ml_collections.ConfigDict(
-    dict(
-      vocab_size=30522,
-      hidden_size=hidden,
-      num_layers=layers,
-      num_heads=heads,
-      intermediate_size=ffn,
-      embedding_size=emb,
-      max_position_embeddings=512,
-      type_vocab_size=2,
-      hidden_dropout_rate=0.1,
-      attention_dropout_rate=0.1,
-      layer_norm_eps=1e-12,
-      initializer_range=0.02,
-      dtype="float32",
-    )
-  )
+  config.model = bert_lib.model_section(hidden, layers, heads, ffn, emb)
   config.objective = ml_collections.ConfigDict(
     dict(
       name="mlm" if args.mlm else "electra",

@@ -67,9 +67,7 @@ def layerwise_lr_multipliers(params: Any, num_layers: int, decay: float, referen
 
 
 def model_config(config: ml_collections.ConfigDict) -> bert_lib.BertConfig:
-  fields = config.model.to_dict()
-  fields["embedding_size"] = fields["embedding_size"] or None
-  return bert_lib.BertConfig(**fields)
+  return bert_lib.from_model_section(config.model)
 
 
 def resolve_checkpoint(path: str) -> str:

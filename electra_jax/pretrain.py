@@ -41,9 +41,7 @@ TFDS_CORPORA = {"tfds:wikipedia/20230601.en": "wikipedia", "tfds:wikipedia": "wi
 
 def model_configs(config: ml_collections.ConfigDict) -> tuple[bert_lib.BertConfig, bert_lib.BertConfig | None]:
   """(discriminator / MLM-model config, generator config or None for the MLM objective)."""
-  fields = config.model.to_dict()
-  fields["embedding_size"] = fields["embedding_size"] or None
-  disc = bert_lib.BertConfig(**fields).validate()
+  disc = bert_lib.from_model_section(config.model).validate()
   if config.objective.name != "electra":
     return disc, None
   return disc, model_lib.generator_config(disc, config.objective.generator_hidden_fraction)
@@ -215,17 +213,9 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
     return value, {**metrics, "pretrain_flops_per_step": np.float32(per_step)}
 
   def train_data(shard_index, shard_count):
-    by_rows = config.data.shard_by == "rows"
-    dataset = pipeline.lm_dataset(
-      train_docs,
-      seq_len=seq_len,
-      batch_size=batch_size if by_rows else batch_size // shard_count,
-      seed=config.seed,
-      shard_index=0 if by_rows else shard_index,
-      shard_count=1 if by_rows else shard_count,
-      **rows,
+    return pipeline.host_lm_dataset(
+      train_docs, seq_len, batch_size, config.seed, shard_index, shard_count, config.data.shard_by, **rows
     )
-    return pipeline.take_host_rows(dataset, shard_index, shard_count) if by_rows else dataset
 
   # Held-out rows in a fixed order, cycled when the held-out documents fill fewer than `eval_batches` batches.
   eval_iter = iter(

@@ -26,6 +26,7 @@ Runtime (2 CPU cores, one seed, incl. start-up): size=tiny random init: polarity
 
 import ml_collections
 
+from core import bert as bert_lib
 from core import config as config_lib
 from core import train as train_lib
 
@@ -62,23 +63,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   max_seq_length, epochs, seeds = TASKS[arg.task]
 
   config = train_lib.default_config()
-  config.model = ml_collections.ConfigDict(
-    dict(
-      vocab_size=30522,
-      hidden_size=hidden,
-      num_layers=layers,
-      num_heads=heads,
-      intermediate_size=intermediate,
-      embedding_size=embedding,
-      max_position_embeddings=512,
-      type_vocab_size=2,
-      hidden_dropout_rate=0.1,
-      attention_dropout_rate=0.1,
-      layer_norm_eps=1e-12,
-      initializer_range=0.02,
-      dtype="float32",
-    )
-  )
+  config.model = bert_lib.model_section(hidden, layers, heads, intermediate, embedding)
   config.init_checkpoint = ""
   config.init_checkpoint_step = 0  # with a pretraining workdir: which saved step (0 = the latest)
   config.task = ml_collections.ConfigDict(

@@ -182,6 +182,34 @@ def take_host_rows(dataset: grain.IterDataset, shard_index: int, shard_count: in
   return dataset.map(rows)
 
 
+def host_lm_dataset(
+  token_docs: Sequence[np.ndarray],
+  seq_len: int,
+  global_batch_size: int,
+  seed: int,
+  shard_index: int,
+  shard_count: int,
+  shard_by: str = "rows",
+  **row_ids: Any,
+) -> grain.IterDataset:
+  """This process's part of the global packed-LM stream: `rows` (every host reads the same stream, keeps its rows:
+  identical batches for any host count) or `documents` (each host packs its own documents)."""
+  if shard_by not in ("rows", "documents"):
+    raise ValueError(f"shard_by: unknown value {shard_by!r} (allowed: rows, documents)")
+  if shard_by == "rows":
+    dataset = lm_dataset(token_docs, seq_len=seq_len, batch_size=global_batch_size, seed=seed, **row_ids)
+    return take_host_rows(dataset, shard_index, shard_count)
+  return lm_dataset(
+    token_docs,
+    seq_len=seq_len,
+    batch_size=global_batch_size // shard_count,
+    seed=seed,
+    shard_index=shard_index,
+    shard_count=shard_count,
+    **row_ids,
+  )
+
+
 def classification_dataset(
   features: Mapping[str, np.ndarray],
   labels: np.ndarray,
