@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -104,13 +103,7 @@ def torch_tokens_per_s(hidden, layers, heads, ffn, emb, batch: int, seq_len: int
     loss.backward()
     optimizer.step()
 
-  for _ in range(2):
-    one()
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    one()
-    times.append(time.perf_counter() - start)
+  times = common.time_fn(one, warmup=2, repeats=steps)  # torch runs eagerly: timings are synchronous
   median = statistics.median(times)
   return median, batch * seq_len / median
 

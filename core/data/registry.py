@@ -11,18 +11,18 @@ import contextlib
 import dataclasses
 import fnmatch
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import urllib.parse
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
+
+from core.data import debian
 
 CACHE_ENV_VAR = "JLM_DATA_DIR"
 MARKER_NAME = ".source.json"
@@ -333,33 +333,6 @@ def _select(src: Source, paths: Sequence[str]) -> dict[str, PurePosixPath]:
   return chosen
 
 
-def _read_deb_data_tar(deb: Path) -> tarfile.TarFile:
-  """Opens the data.tar.* member of a .deb (an `ar` archive) with the stdlib only."""
-  with open(deb, "rb") as f:
-    if f.read(8) != b"!<arch>\n":
-      raise RuntimeError(f"{deb} is not a Debian package (no ar magic)")
-    while True:
-      header = f.read(60)
-      if len(header) < 60:
-        break
-      member = header[:16].decode("ascii").strip().rstrip("/")
-      size = int(header[48:58].decode("ascii").strip())
-      payload = f.read(size)
-      if size % 2:
-        f.read(1)
-      if member.startswith("data.tar"):
-        try:
-          return tarfile.open(fileobj=io.BytesIO(payload), mode="r:*")
-        except tarfile.ReadError:
-          if shutil.which("dpkg-deb") is None:
-            raise RuntimeError(
-              f"{deb}: cannot read {member} with Python's tarfile and dpkg-deb is not installed"
-            ) from None
-          tar_bytes = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
-          return tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:")
-  raise RuntimeError(f"{deb} has no data.tar member")
-
-
 def _iter_archive(src: Source, artifact: Path) -> Iterator[tuple[PurePosixPath, bytes]]:
   if src.kind == "pip":
     with zipfile.ZipFile(artifact) as zf:
@@ -367,7 +340,7 @@ def _iter_archive(src: Source, artifact: Path) -> Iterator[tuple[PurePosixPath, 
       for path, dest in _select(src, files).items():
         yield dest, zf.read(path)
   else:
-    with _read_deb_data_tar(artifact) as tf:
+    with debian.read_data_tar(artifact) as tf:
       regular = {m.name.removeprefix("./"): m for m in tf.getmembers() if m.isfile()}
       for path, dest in _select(src, list(regular)).items():
         handle = tf.extractfile(regular[path])
