@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from core import dropout as dropout_lib
+
 Array = jax.Array
 Dtype = Any
 
@@ -53,6 +55,7 @@ def dot_product_attention(
   dropout_rng: Array | None = None,
   deterministic: bool = True,
   dtype: Dtype | None = None,
+  scale: float | None = None,
 ) -> Array:
   """Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + bias) V (Vaswani et al. 2017 §3.2.1, Eq. 1), per head.
 
@@ -64,6 +67,7 @@ def dot_product_attention(
     dropout_rng: key for that dropout; required when it is active.
     deterministic: disables dropout.
     dtype: dtype of the probabilities × values product and the output; defaults to q's dtype.
+    scale: multiplies Q Kᵀ; None = 1/√d_k. Pass 1.0 when q is already scaled (as `MultiHeadAttention` does).
 
   Returns:
     out_BxLxNxD. Query rows with no allowed key are zeros.
@@ -78,10 +82,24 @@ def dot_product_attention(
   dtype = q_BxLxNxD.dtype if dtype is None else dtype
   head_dim = q_BxLxNxD.shape[-1]
 
-  q_BxLxNxD = q_BxLxNxD / jnp.asarray(math.sqrt(head_dim), q_BxLxNxD.dtype)
-  logits_BxNxLxS = jnp.einsum("blnd,bsnd->bnls", q_BxLxNxD, k_BxSxNxD, preferred_element_type=jnp.float32).astype(
-    jnp.float32
+  scale = 1.0 / math.sqrt(head_dim) if scale is None else scale
+  if scale != 1.0:
+    q_BxLxNxD = q_BxLxNxD * jnp.asarray(scale, q_BxLxNxD.dtype)
+  if not deterministic and dropout_rate > 0.0 and dropout_rng is None:
+    raise ValueError("dot_product_attention: dropout_rng is required when deterministic=False and rate > 0")
+  return _softmax_attention(
+    q_BxLxNxD, k_BxSxNxD, v_BxSxNxD, mask, bias, dropout_rate, dropout_rng, deterministic, dtype, heads_first=False
   )
+
+
+def _softmax_attention(q, k, v, mask, bias, dropout_rate, dropout_rng, deterministic, dtype, *, heads_first: bool):
+  """softmax(q kᵀ + bias) v on pre-scaled q, in [B, L, N, D] layout or (heads_first) [B, N, L, D].
+
+  The heads-first layout is what `MultiHeadAttention` projects into: both products then have their batch
+  dimensions leading, so XLA needs no transposes around them.
+  """
+  qk, pv = ("bnld,bnsd->bnls", "bnls,bnsd->bnld") if heads_first else ("blnd,bsnd->bnls", "bnls,bsnd->blnd")
+  logits_BxNxLxS = jnp.einsum(qk, q, k, preferred_element_type=jnp.float32).astype(jnp.float32)
   if bias is not None:
     logits_BxNxLxS = logits_BxNxLxS + bias.astype(jnp.float32)
   if mask is not None:
@@ -93,15 +111,9 @@ def dot_product_attention(
     # Rows with every key masked would otherwise be uniform over the masked keys; make them zero.
     # For all other rows this is exact: masked entries already underflow to 0.
     probs_BxNxLxS = jnp.where(mask, probs_BxNxLxS, 0.0)
-
   if not deterministic and dropout_rate > 0.0:
-    if dropout_rng is None:
-      raise ValueError("dot_product_attention: dropout_rng is required when deterministic=False and rate > 0")
-    keep_prob = 1.0 - dropout_rate
-    keep_BxNxLxS = jax.random.bernoulli(dropout_rng, keep_prob, probs_BxNxLxS.shape)
-    probs_BxNxLxS = jnp.where(keep_BxNxLxS, probs_BxNxLxS / keep_prob, 0.0)
-
-  return jnp.einsum("bnls,bsnd->blnd", probs_BxNxLxS.astype(dtype), v_BxSxNxD.astype(dtype))
+    probs_BxNxLxS = dropout_lib.dropout(probs_BxNxLxS, dropout_rate, dropout_rng)
+  return jnp.einsum(pv, probs_BxNxLxS.astype(dtype), v.astype(dtype))
 
 
 class MultiHeadAttention(nn.Module):
@@ -144,36 +156,57 @@ class MultiHeadAttention(nn.Module):
     head_dim = self.head_dim if self.head_dim is not None else width // self.num_heads
     kv_BxSxH = x_BxLxH if kv_BxSxH is None else kv_BxSxH
 
-    def proj(name: str, y: Array, features: int) -> Array:
-      return nn.Dense(
-        features,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
-        kernel_init=self.kernel_init,
-        bias_init=self.bias_init,
-        name=name,
-      )(y)
-
     inner = self.num_heads * head_dim
-    b, l, _ = x_BxLxH.shape
-    s = kv_BxSxH.shape[1]
-    q_BxLxNxD = proj("query", x_BxLxH, inner).reshape(b, l, self.num_heads, head_dim)
-    k_BxSxNxD = proj("key", kv_BxSxH, inner).reshape(b, s, self.num_heads, head_dim)
-    v_BxSxNxD = proj("value", kv_BxSxH, inner).reshape(b, s, self.num_heads, head_dim)
+
+    def projection(name: str, in_features: int, features: int) -> tuple[Array, Array]:
+      return _DenseParams(features, self.kernel_init, self.bias_init, self.param_dtype, name=name)(in_features)
+
+    # 1/√D is folded into the query projection: one [H, N·D] multiply instead of one over every query.
+    scale = 1.0 / math.sqrt(head_dim)
+    q_kernel, q_bias = projection("query", width, inner)
+    k_kernel, k_bias = projection("key", kv_BxSxH.shape[-1], inner)
+    v_kernel, v_bias = projection("value", kv_BxSxH.shape[-1], inner)
+    q_kernel, q_bias = q_kernel * scale, q_bias * scale
+
+    def heads_first(y_BxSxH: Array, kernel_HxI: Array, bias_I: Array) -> Array:
+      kernel_HxNxD = kernel_HxI.reshape(-1, self.num_heads, head_dim).astype(self.dtype)
+      out_BxNxSxD = jnp.einsum("bsh,hnd->bnsd", y_BxSxH.astype(self.dtype), kernel_HxNxD)
+      return out_BxNxSxD + bias_I.reshape(self.num_heads, 1, head_dim).astype(self.dtype)
+
+    q_BxNxLxD = heads_first(x_BxLxH, q_kernel, q_bias)
+    k_BxNxSxD = heads_first(kv_BxSxH, k_kernel, k_bias)
+    v_BxNxSxD = heads_first(kv_BxSxH, v_kernel, v_bias)
 
     dropout_rng = None
     if not deterministic and self.dropout_rate > 0.0:
       dropout_rng = self.make_rng("dropout")
-    ctx_BxLxNxD = dot_product_attention(
-      q_BxLxNxD,
-      k_BxSxNxD,
-      v_BxSxNxD,
-      mask=mask,
-      bias=bias,
-      dropout_rate=self.dropout_rate,
-      dropout_rng=dropout_rng,
-      deterministic=deterministic,
-      dtype=self.dtype,
+    ctx_BxNxLxD = _softmax_attention(
+      q_BxNxLxD,
+      k_BxNxSxD,
+      v_BxNxSxD,
+      mask,
+      bias,
+      self.dropout_rate,
+      dropout_rng,
+      deterministic,
+      self.dtype,
+      heads_first=True,
     )
     out_features = width if self.out_features is None else self.out_features
-    return proj("out", ctx_BxLxNxD.reshape(b, l, inner), out_features)
+    o_kernel, o_bias = projection("out", inner, out_features)
+    o_kernel_NxDxH = o_kernel.reshape(self.num_heads, head_dim, out_features).astype(self.dtype)
+    return jnp.einsum("bnld,ndh->blh", ctx_BxNxLxD, o_kernel_NxDxH) + o_bias.astype(self.dtype)
+
+
+class _DenseParams(nn.Module):
+  """The params of an `nn.Dense` (same names, shapes and init), returned instead of applied."""
+
+  features: int
+  kernel_init: Callable
+  bias_init: Callable
+  param_dtype: Dtype
+
+  @nn.compact
+  def __call__(self, in_features: int) -> tuple[Array, Array]:
+    kernel = self.param("kernel", self.kernel_init, (in_features, self.features), self.param_dtype)
+    return kernel, self.param("bias", self.bias_init, (self.features,), self.param_dtype)

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from core import attention
+from core import dropout as dropout_lib
 
 Array = jax.Array
 
@@ -135,6 +136,16 @@ def from_model_section(section: Any) -> BertConfig:
   return BertConfig(**fields)
 
 
+def gelu(x: Array) -> Array:
+  """Exact GELU, x·Φ(x) = ½x(1 + erf(x/√2)) (Hendrycks & Gimpel 2016; the BERT and ELECTRA reference `gelu`).
+
+  Same function as `jax.nn.gelu(x, approximate=False)`, which goes through erfc (exp + selects); erf is a single
+  polynomial on XLA CPU, which makes the feed-forward block of a training step measurably faster
+  (benchmarks/electra/step_vs_torch.py). Differences are below 1e-6 in float32.
+  """
+  return 0.5 * x * (1.0 + jax.lax.erf(x * np.float32(1.0 / np.sqrt(2.0))).astype(x.dtype))
+
+
 def _init(config: BertConfig):
   """Truncated-normal(initializer_range) init, as in the BERT reference implementation."""
   return nn.initializers.truncated_normal(stddev=config.initializer_range)
@@ -168,7 +179,7 @@ class BertEmbeddings(nn.Module):
     self.position_embeddings = embed(cfg.max_position_embeddings, "position_embeddings")
     self.token_type_embeddings = embed(cfg.type_vocab_size, "token_type_embeddings")
     self.layer_norm = _layer_norm(cfg, "layer_norm")
-    self.dropout = nn.Dropout(cfg.hidden_dropout_rate)
+    self.dropout = dropout_lib.Dropout(cfg.hidden_dropout_rate)
 
   def __call__(
     self, input_ids_BxL: Array, token_type_ids_BxL: Array, position_ids_BxL: Array, *, deterministic: bool = True
@@ -202,11 +213,11 @@ class BertLayer(nn.Module):
       kernel_init=_init(cfg),
       name="attention",
     )(x_BxLxH, mask, deterministic=deterministic)
-    attn_BxLxH = nn.Dropout(cfg.hidden_dropout_rate)(attn_BxLxH, deterministic=deterministic)
+    attn_BxLxH = dropout_lib.Dropout(cfg.hidden_dropout_rate)(attn_BxLxH, deterministic=deterministic)
     h_BxLxH = _layer_norm(cfg, "attention_layer_norm")(x_BxLxH + attn_BxLxH)
-    ff_BxLxF = nn.gelu(_dense(cfg, cfg.intermediate_size, "intermediate")(h_BxLxH), approximate=False)
+    ff_BxLxF = gelu(_dense(cfg, cfg.intermediate_size, "intermediate")(h_BxLxH))
     ff_BxLxH = _dense(cfg, cfg.hidden_size, "output")(ff_BxLxF)
-    ff_BxLxH = nn.Dropout(cfg.hidden_dropout_rate)(ff_BxLxH, deterministic=deterministic)
+    ff_BxLxH = dropout_lib.Dropout(cfg.hidden_dropout_rate)(ff_BxLxH, deterministic=deterministic)
     return _layer_norm(cfg, "output_layer_norm")(h_BxLxH + ff_BxLxH)
 
 
@@ -269,7 +280,7 @@ class MlmHead(nn.Module):
   @nn.compact
   def __call__(self, hidden_BxLxH: Array, word_embeddings_VxE: Array) -> Array:
     cfg = self.config
-    h_BxLxE = nn.gelu(_dense(cfg, cfg.emb_size, "dense")(hidden_BxLxH), approximate=False)
+    h_BxLxE = gelu(_dense(cfg, cfg.emb_size, "dense")(hidden_BxLxH))
     h_BxLxE = _layer_norm(cfg, "layer_norm")(h_BxLxE)
     bias_V = self.param("bias", nn.initializers.zeros_init(), (cfg.vocab_size,), jnp.float32)
     logits_BxLxV = jnp.einsum("ble,ve->blv", h_BxLxE, word_embeddings_VxE.astype(cfg.compute_dtype))

@@ -68,6 +68,9 @@ class Task:
   sharding_rules: Sequence[tuple[str, Any]] = ()
   scale_by: optax.GradientTransformation | None = None
   lr_multipliers: Callable[[Any], Any] | None = None
+  # {top-level param name: ready-made subtree} (e.g. a pretrained encoder) replacing that part of init_params' tree.
+  # Passed to the jitted init as an argument, so large weights are not baked into the program as constants.
+  initial_params: Mapping[str, Any] | None = None
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -171,10 +174,17 @@ def make_train_step(
   return train_step
 
 
-def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Callable[[], TrainState]:
-  def init() -> TrainState:
+def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Callable[..., TrainState]:
+  """init(initial_params=None) -> step-0 TrainState; pass `task.initial_params` (as `train` does) to use them."""
+
+  def init(initial_params: Mapping[str, Any] | None = None) -> TrainState:
     base_key = jax.random.key(seed)
     params = task.init_params(jax.random.fold_in(base_key, 0))
+    if initial_params is not None:
+      unknown = sorted(set(initial_params) - set(params))
+      if unknown:
+        raise ValueError(f"Task.initial_params: unknown top-level names {unknown}; params have {sorted(params)}")
+      params = {**params, **initial_params}
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
@@ -203,7 +213,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   )
 
   init = init_state(task, tx, config.seed)
-  abstract_state = jax.eval_shape(init)
+  abstract_state = jax.eval_shape(init, task.initial_params)
   rules = tuple(task.sharding_rules) + tuple((pattern, jax.P(*spec)) for pattern, spec in config.mesh.rules)
   state_shardings = sharding_lib.param_shardings(abstract_state, mesh, rules)
   abstract_state = jax.tree.map(
@@ -224,7 +234,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   if resumed_from is not None:
     state = checkpointer.restore(abstract_state, data_iterator)
   else:
-    state = jax.jit(init, out_shardings=state_shardings)()
+    state = jax.jit(init, out_shardings=state_shardings)(task.initial_params)
   start = int(state.step)
 
   writer = metrics_lib.MetricWriter(workdir)

@@ -224,10 +224,7 @@ def make_task(config: ml_collections.ConfigDict, prep: Prepared, seed: int) -> t
 
   def init_params(key):
     dummy = jnp.zeros((1, 8), jnp.int32)
-    params = model.init(key, dummy, dummy, jnp.ones_like(dummy))["params"]
-    if prep.encoder_params is not None:
-      params = {**params, "encoder": jax.tree.map(jnp.asarray, prep.encoder_params)}
-    return params
+    return model.init(key, dummy, dummy, jnp.ones_like(dummy))["params"]
 
   def loss_fn(params, batch, key):
     out = model.apply(
@@ -267,8 +264,9 @@ def make_task(config: ml_collections.ConfigDict, prep: Prepared, seed: int) -> t
   scale_by = None
   if not opt.get("bias_correction", True):
     scale_by = electra_optim.scale_by_adam_no_bias_correction(opt.b1, opt.b2, opt.eps)
+  pretrained = None if prep.encoder_params is None else {"encoder": prep.encoder_params}
   return train_lib.Task(init_params=init_params, loss_fn=loss_fn, train_data=train_data, eval_fn=eval_fn,
-                        lr_multipliers=multipliers, scale_by=scale_by)  # fmt: skip
+                        lr_multipliers=multipliers, scale_by=scale_by, initial_params=pretrained)  # fmt: skip
 
 
 def seed_config(config: ml_collections.ConfigDict, prep: Prepared, seed: int) -> ml_collections.ConfigDict:

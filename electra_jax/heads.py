@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from core import bert as bert_lib
+from core import dropout as dropout_lib
 
 Array = jax.Array
 TASK_TYPES = ("classification", "regression", "span_qa", "tagging")
@@ -51,9 +52,9 @@ class ClassificationHead(nn.Module):
   @nn.compact
   def __call__(self, hidden_BxLxH: Array, *, deterministic: bool = True) -> Array:
     x_BxH = hidden_BxLxH[:, 0]
-    x_BxH = nn.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
-    x_BxH = nn.gelu(_dense(self.config, self.config.hidden_size, "dense")(x_BxH), approximate=False)
-    x_BxH = nn.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
+    x_BxH = dropout_lib.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
+    x_BxH = bert_lib.gelu(_dense(self.config, self.config.hidden_size, "dense")(x_BxH))
+    x_BxH = dropout_lib.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
     return _dense(self.config, self.num_labels, "out_proj")(x_BxH).astype(jnp.float32)
 
 
@@ -78,7 +79,7 @@ class TaggingHead(nn.Module):
 
   @nn.compact
   def __call__(self, hidden_BxLxH: Array, *, deterministic: bool = True) -> Array:
-    x_BxLxH = nn.Dropout(self.dropout_rate)(hidden_BxLxH, deterministic=deterministic)
+    x_BxLxH = dropout_lib.Dropout(self.dropout_rate)(hidden_BxLxH, deterministic=deterministic)
     return _dense(self.config, self.num_labels, "out_proj")(x_BxLxH).astype(jnp.float32)
 
 

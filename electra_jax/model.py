@@ -64,7 +64,7 @@ class DiscriminatorHead(nn.Module):
     cfg = self.config
     init = nn.initializers.truncated_normal(stddev=cfg.initializer_range)
     h_BxLxH = nn.Dense(cfg.hidden_size, dtype=cfg.compute_dtype, kernel_init=init, name="dense")(hidden_BxLxH)
-    h_BxLxH = nn.gelu(h_BxLxH, approximate=False)
+    h_BxLxH = bert_lib.gelu(h_BxLxH)
     logits_BxLx1 = nn.Dense(1, dtype=cfg.compute_dtype, kernel_init=init, name="out")(h_BxLxH)
     return logits_BxLx1[..., 0].astype(jnp.float32)
 

@@ -66,13 +66,9 @@ def mask_inputs(
   n_max = max(1, n_max)
   draw_key, kind_key, random_key = jax.random.split(key, 3)
 
-  candidates_BxL = attention_mask_BxL.astype(bool)
-  for special in special_ids:
-    candidates_BxL &= input_ids_BxL != special
-  has_candidates_B = candidates_BxL.any(-1)
-  n_tokens_B = attention_mask_BxL.astype(jnp.float32).sum(-1)
-  n_predict_B = jnp.maximum(1, jnp.minimum(n_max, jnp.round(n_tokens_B * mask_prob).astype(jnp.int32)))
-  slot_used_BxN = (jnp.arange(n_max)[None, :] < n_predict_B[:, None]) & has_candidates_B[:, None]
+  candidates_BxL = core_mlm.candidates(input_ids_BxL, attention_mask_BxL, special_ids)
+  n_predict_B = core_mlm.prediction_count(attention_mask_BxL, mask_prob, n_max)
+  slot_used_BxN = (jnp.arange(n_max)[None, :] < n_predict_B[:, None]) & candidates_BxL.any(-1)[:, None]
 
   logits_BxL = jnp.where(candidates_BxL, 0.0, -jnp.inf)
   positions_BxN = jax.random.categorical(draw_key, logits_BxL, axis=-1, shape=(n_max, batch)).T
@@ -86,11 +82,15 @@ def mask_inputs(
   weights_BxN = keep_BxN.astype(jnp.float32)
   labels_BxN = jnp.where(keep_BxN, jnp.take_along_axis(input_ids_BxL, positions_BxN, axis=1), 0)
 
-  kind_BxN = jax.random.uniform(kind_key, (batch, n_max))
-  random_ids_BxN = jax.random.randint(random_key, (batch, n_max), 0, vocab_size, dtype=input_ids_BxL.dtype)
-  new_ids_BxN = jnp.where(kind_BxN < mask_token_fraction, mask_id, labels_BxN)
-  is_random_BxN = (kind_BxN >= mask_token_fraction) & (kind_BxN < mask_token_fraction + random_token_fraction)
-  new_ids_BxN = jnp.where(is_random_BxN, random_ids_BxN, new_ids_BxN).astype(input_ids_BxL.dtype)
+  new_ids_BxN = core_mlm.corrupt_ids(
+    kind_key,
+    random_key,
+    labels_BxN,
+    mask_id=mask_id,
+    vocab_size=vocab_size,
+    mask_token_fraction=mask_token_fraction,
+    random_token_fraction=random_token_fraction,
+  )
   corrupted_BxL = scatter_positions(input_ids_BxL, new_ids_BxN, positions_BxN, keep_BxN)
   is_masked_BxL = scatter_positions(jnp.zeros((batch, length), bool), keep_BxN, positions_BxN, keep_BxN)
   return MaskedInputs(corrupted_BxL, positions_BxN, weights_BxN, labels_BxN, is_masked_BxL)

@@ -29,9 +29,13 @@ TINY = os.path.join(REPO, "configs/electra/tiny.py")
 GLUE = os.path.join(REPO, "configs/electra/glue.py")
 
 
-def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str) -> dict:
+def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str, peak_lr: float, warmup: float) -> dict:
   """Runs (or resumes) one pretraining run; returns {'steps': [...], 'flops_per_step': f}."""
   config = load_config(TINY, "mlm=true" if objective == "mlm" else None, {})
+  if peak_lr:
+    config.optimizer.peak_lr = peak_lr
+  if warmup:
+    config.optimizer.warmup_steps = max(1, round(warmup * steps))
   saves = sorted({max(1, round(steps * f)) for f in fractions})
   config.seed = seed
   config.train.total_steps = steps
@@ -45,7 +49,7 @@ def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str)
   return {"steps": saves, "flops_per_step": pretrain.flops_per_step(config)}
 
 
-def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, train_size: int) -> float:
+def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, train_size: int, epochs: float) -> float:
   path = os.path.join(workdir, "results.json")
   if os.path.exists(path):
     return float(json.load(open(path))["median"])
@@ -57,6 +61,8 @@ def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, tra
   config.train.progress = False
   if train_size:
     config.task.train_size = train_size
+  if epochs:
+    config.finetune.epochs = epochs
   return float(finetune.run_task(config, workdir)["median"])
 
 
@@ -67,6 +73,13 @@ def main() -> None:
   parser.add_argument("--tasks", default="negation,polarity,wordnet_pos")
   parser.add_argument("--fractions", default="0.5,1.0")
   parser.add_argument("--train_size", type=int, default=2000, help="cap on finetuning examples per task (0 = all)")
+  parser.add_argument(
+    "--pretrain_lr", type=float, default=0.0, help="peak pretraining LR (0 = configs/electra/tiny.py)"
+  )
+  parser.add_argument(
+    "--finetune_epochs", type=float, default=0.0, help="finetuning epochs (0 = configs/electra/glue.py)"
+  )
+  parser.add_argument("--warmup_fraction", type=float, default=0.0, help="pretraining warmup / steps (0 = config)")
   parser.add_argument("--workdir", default="workdirs/electra_compute_matched")
   args = parser.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
@@ -80,19 +93,20 @@ def main() -> None:
   mlm_steps = max(1, round(electra_flops / pretrain.flops_per_step(mlm_config)))
   print(f"ELECTRA {args.electra_steps} steps = {electra_flops:.3g} FLOPs; MLM twin {mlm_steps} steps", flush=True)
 
+  finetune_args = (args.train_size, args.finetune_epochs)
   rows = []  # one per (objective, seed, step)
   for seed in seeds:
     random_scores = {
-      t: finetune_score(t, seed, "", 0, os.path.join(args.workdir, f"random/s{seed}/{t}"), args.train_size)
+      t: finetune_score(t, seed, "", 0, os.path.join(args.workdir, f"random/s{seed}/{t}"), *finetune_args)
       for t in tasks
     }
     rows.append(dict(objective="random_init", seed=seed, step=0, flops=0.0, scores=random_scores))
     for objective, steps in (("electra", args.electra_steps), ("mlm", mlm_steps)):
       run_dir = os.path.join(args.workdir, f"{objective}/s{seed}")
-      run = pretrain_run(objective, seed, steps, fractions, run_dir)
+      run = pretrain_run(objective, seed, steps, fractions, run_dir, args.pretrain_lr, args.warmup_fraction)
       for step in run["steps"]:
         scores = {
-          t: finetune_score(t, seed, run_dir, step, os.path.join(run_dir, f"ft_{step}/{t}"), args.train_size)
+          t: finetune_score(t, seed, run_dir, step, os.path.join(run_dir, f"ft_{step}/{t}"), *finetune_args)
           for t in tasks
         }
         rows.append(dict(objective=objective, seed=seed, step=step, flops=step * run["flops_per_step"], scores=scores))
@@ -178,6 +192,9 @@ def main() -> None:
       pretrain_flops=electra_flops,
       fractions=fractions,
       train_size=args.train_size,
+      pretrain_lr=args.pretrain_lr or electra_config.optimizer.peak_lr,
+      warmup_fraction=args.warmup_fraction or "config",
+      finetune_epochs=args.finetune_epochs or "config",
       rows=rows,
       summary=summary,
       electra_minus_mlm=gap,
