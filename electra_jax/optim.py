@@ -10,6 +10,10 @@ this among the details needed for parity). The rest of the optimizer (global-nor
 LayerNorm/bias mask, the 'warmup_times_linear' schedule lr·min(1, t/W)·(1 − t/T)) is `core.optim.make_optimizer`;
 pass `scale_by=scale_by_adam_no_bias_correction(...)` through `core.train.Task(scale_by=...)`. Not a patent step
 (the patent leaves the optimizer open).
+
+Short runs beware: with a steady gradient, m_t ≈ (1 − β1ᵗ)·g and v_t ≈ (1 − β2ᵗ)·g², so the update is
+(1 − β1ᵗ)/√(1 − β2ᵗ) times the bias-corrected one: 3.2× at step 100, 1.96× at 300, 1.26× at 1,000. The paper's
+10k-step warm-up hides this; a CPU run of a few hundred steps trains at 2-3× its nominal LR.
 """
 
 from __future__ import annotations
