@@ -58,7 +58,7 @@ def base_config(size: str, arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.data = ml_collections.ConfigDict(
     dict(
-      corpus="bundled",  # bundled Wikipedia articles + Lee corpus; 'tfds:wikipedia/20230601.en' at paper scale
+      corpus="bundled",  # bundled Wikipedia articles + Lee corpus; tfds:wikipedia/20230601.en or tfds:openwebtext at scale
       seq_len=seq_len,
       eval_fraction=0.05,
       max_documents=0,

@@ -9,8 +9,8 @@ iteration, steps 1–6 (see `objective.electra_loss`); the generator is trained 
   python -m electra_jax.pretrain --config=configs/electra/small.py --workdir=gs://bucket/electra_small \
       --config.data.corpus=tfds:wikipedia/20230601.en --config.data.tfds_dir=gs://bucket/tfds
 
-Data: the bundled Wikipedia articles + Lee corpus (or full Wikipedia through `core.data.paper_dataset`), WordPiece
-with the BERT uncased vocab, packed into '[CLS] ... [SEP]' rows by `core.data.pipeline.lm_dataset`. The run logs
+Data: the bundled Wikipedia articles + Lee corpus (or full Wikipedia / OpenWebText via `core.data.paper_dataset`),
+WordPiece with the BERT uncased vocab, packed into '[CLS] ... [SEP]' rows by `core.data.pipeline.lm_dataset`. The run logs
 its pretraining FLOPs (`electra_jax.flops`): `pretrain_flops_per_step` in the train metrics, cumulative
 `pretrain_flops` in the eval metrics, and both in `<workdir>/flops.json`. Resumes from `--workdir`.
 """
@@ -36,7 +36,11 @@ from electra_jax import objective as objective_lib
 from electra_jax import optim as optim_lib
 
 BUNDLED_CORPORA = ("bundled", "wikipedia", "lee")
-TFDS_CORPORA = {"tfds:wikipedia/20230601.en": "wikipedia", "tfds:wikipedia": "wikipedia"}
+TFDS_CORPORA = {
+  "tfds:wikipedia/20230601.en": "wikipedia",
+  "tfds:wikipedia": "wikipedia",
+  "tfds:openwebtext": "openwebtext",  # c4/webtextlike: the paper's Small-OWT corpus as tfds has it
+}
 
 
 def model_configs(config: ml_collections.ConfigDict) -> tuple[bert_lib.BertConfig, bert_lib.BertConfig | None]:

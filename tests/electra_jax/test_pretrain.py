@@ -84,7 +84,7 @@ def test_mlm_twin_step(tmp_path):
     ({"objective.name": "bert"}, "objective.name: unknown value 'bert' (allowed: electra, mlm)"),
     ({"objective.temperature": 0.0}, "objective.temperature: must be > 0, got 0.0"),
     ({"data.seq_len": 1024}, "data.seq_len: 1024 exceeds model.max_position_embeddings 512"),
-    ({"data.corpus": "tfds:openwebtext"}, "data.corpus: unknown value 'tfds:openwebtext'"),
+    ({"data.corpus": "tfds:bookcorpus"}, "data.corpus: unknown value 'tfds:bookcorpus'"),
     ({"masking.random_token_fraction": 0.5}, "masking.random_token_fraction: must be in [0.0, 0.15"),
   ],
 )
@@ -108,6 +108,17 @@ def test_paper_corpus_offline_is_a_config_error():
   pretrain.validate(config)  # the name is allowed; the data is not prepared here
   with pytest.raises(config_lib.ConfigError, match=r"^data.corpus: 'tfds:wikipedia/20230601.en' is not available"):
     pretrain._tfds_texts(config)
+
+
+@pytest.mark.parametrize("corpus", ["tfds:wikipedia", "tfds:openwebtext"])
+def test_paper_corpora_feed_texts_under_tfds_mock_data(corpus):
+  import tensorflow_datasets as tfds
+
+  config = load_config(TINY, None, {"data.corpus": corpus, "data.max_documents": 3})
+  pretrain.validate(config)
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, num_examples=5):
+    texts = pretrain._tfds_texts(config)
+  assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
 
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base", "large"])

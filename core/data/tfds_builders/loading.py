@@ -25,6 +25,9 @@ BUNDLED_BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
 _TFDS_QA = "tensorflow_datasets.question_answering"
 PAPER_DATASETS: dict[str, tuple[str, str]] = {
   "wikipedia": ("wikipedia/20230601.en", "tensorflow_datasets.text.wikipedia"),
+  # OpenWebText (ELECTRA's Small-OWT release, §3.1) is not a tfds builder; tfds's C4 limited to the OpenWebText
+  # URL list (Common Crawl 2018-34 ... 2019-30) is: web text selected the same way, in C4's cleaning.
+  "openwebtext": ("c4/webtextlike", "tensorflow_datasets.text.c4"),
   "natural_questions_open": (
     "natural_questions_open",
     "tensorflow_datasets.datasets.natural_questions_open.natural_questions_open_dataset_builder",
@@ -127,7 +130,7 @@ def _resolve_paper(name: str) -> tuple[str, str]:
 def paper_dataset(name: str, split: str, data_dir: Path | str | None = None, download: bool = False) -> DecodedSource:
   """Random-access source of a paper's full-scale dataset via `tfds.data_source`.
 
-  Names: 'wikipedia' (wikipedia/20230601.en), 'natural_questions_open', 'web_questions',
+  Names: 'wikipedia' (wikipedia/20230601.en), 'openwebtext' (c4/webtextlike), 'natural_questions_open', 'web_questions',
   'squad' (squad/v1.1) and 'glue/<task>'. The data must already be prepared as array_record in
   `data_dir` (or `download=True` with network access); under `tfds.testing.mock_data` random
   examples with the real schema are returned.

@@ -74,6 +74,7 @@ def test_unknown_bundled_name():
     ("glue/sst2", "train", {"sentence", "label", "idx"}),
     ("glue/mnli", "validation_matched", {"premise", "hypothesis", "label", "idx"}),
     ("wikipedia", "train", {"title", "text"}),
+    ("openwebtext", "train", {"text", "timestamp", "url", "content-length", "content-type"}),
   ],
 )
 def test_paper_datasets_under_mock_data(name, split, keys):
@@ -92,8 +93,8 @@ def test_paper_datasets_do_not_import_tensorflow():
 
 
 def test_paper_dataset_errors(tmp_path, monkeypatch):
-  with pytest.raises(ValueError, match="unknown paper dataset 'c4'"):
-    tfds_builders.paper_dataset("c4", "train")
+  with pytest.raises(ValueError, match="unknown paper dataset 'bookcorpus'; allowed: .*openwebtext"):
+    tfds_builders.paper_dataset("bookcorpus", "train")
   with pytest.raises(ValueError, match="unknown GLUE task 'sst3'"):
     tfds_builders.paper_dataset("glue/sst3", "train")
   with pytest.raises(FileNotFoundError) as info:
