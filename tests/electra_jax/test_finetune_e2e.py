@@ -114,9 +114,10 @@ def test_handoff_from_electra_and_mlm_checkpoints(tmp_path):
   run = _tiny("polarity", **{"init_checkpoint": str(tmp_path / "electra"), "task.train_size": 8, "task.dev_size": 8})
   prep = finetune.prepare(run, str(tmp_path / "ft"))
   assert prep.encoder_config.hidden_size == 32 and prep.encoder_config.num_heads == 4
-  init = finetune.make_task(run, prep, seed=0).init_params(jax.random.key(0))
+  task = finetune.make_task(run, prep, seed=0)
+  init = train_lib.init_state(task, optax.identity(), seed=0)(task.initial_params).params
   jax.tree.map(np.testing.assert_array_equal, init["encoder"], jax.tree.map(np.asarray, encoder))
-  assert set(init) == {"encoder", "head"}
+  assert set(init) == {"encoder", "head"} and set(task.initial_params) == {"encoder"}
 
 
 @pytest.mark.parametrize(
