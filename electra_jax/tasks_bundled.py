@@ -29,7 +29,9 @@ from electra_jax.tasks import QaExample, TaggingExample, TaskData, TaskSpec, Tex
 
 
 def _split(examples: list[Any], n_train: int, n_dev: int, seed: int) -> tuple[list[Any], list[Any]]:
+  """Seeded disjoint (train, dev); a train request larger than the set leaves dev its n_dev examples."""
   order = np.random.default_rng(seed).permutation(len(examples))
+  n_train = max(0, min(n_train, len(examples) - n_dev))
   return [examples[i] for i in order[:n_train]], [examples[i] for i in order[n_train : n_train + n_dev]]
 
 
