@@ -67,7 +67,8 @@ def dot_product_attention(
     dropout_rng: key for that dropout; required when it is active.
     deterministic: disables dropout.
     dtype: dtype of the probabilities × values product and the output; defaults to q's dtype.
-    scale: multiplies Q Kᵀ; None = 1/√d_k. Pass 1.0 when q is already scaled (as `MultiHeadAttention` does).
+    scale: multiplies Q Kᵀ; None = 1/√d_k. Pass 1.0 when q is already scaled (`MultiHeadAttention` folds it into
+      its query projection).
 
   Returns:
     out_BxLxNxD. Query rows with no allowed key are zeros.
