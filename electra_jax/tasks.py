@@ -11,7 +11,8 @@ Sources:
   (needs the data prepared as array_record; `tfds.testing.mock_data` in tests).
 - SQuAD v1.1: `data_dir` with train-v1.1.json / dev-v1.1.json, else tfds `squad/v1.1`.
 - Bundled real data (offline, small; `electra_jax.tasks_bundled`): polarity, newsgroups, wordnet_pos, capital_qa,
-  wiki_links. Generated (`electra_jax.tasks_generated`): negation, written as GLUE TSV and read back here.
+  wiki_links. Generated (`electra_jax.tasks_generated`): negation (SST-2 layout) and word_order (CoLA layout), written as
+  GLUE TSV and read back here.
 """
 
 from __future__ import annotations
@@ -163,14 +164,16 @@ def read_glue_tsv(path: str | os.PathLike, fmt: GlueFormat, *, skip_unlabelled: 
   return out
 
 
-def write_glue_tsv(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-  """Writes a GLUE-format TSV with a header row; tabs and newlines inside fields become spaces."""
+def write_glue_tsv(path: str | os.PathLike, columns: Sequence[str] | None, rows: Sequence[Sequence[Any]]) -> None:
+  """Writes a GLUE-format TSV with a header row (none when `columns` is None, as CoLA); tabs and newlines inside
+  fields become spaces."""
   clean = lambda v: " ".join(str(v).replace("\t", " ").split())
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(path.suffix + ".tmp")
   with open(tmp, "w", encoding="utf-8", newline="") as f:
-    f.write("\t".join(columns) + "\n")
+    if columns is not None:
+      f.write("\t".join(columns) + "\n")
     f.writelines("\t".join(clean(v) for v in row) + "\n" for row in rows)
   os.replace(tmp, path)
 
@@ -297,14 +300,30 @@ def _negation_loader(
   return TaskData(spec, data.train, data.dev)
 
 
+def _word_order_loader(
+  data_dir: str = "", cache_dir: str = "", seed: int = 0, train_size: int = 0, dev_size: int = 0, **_: Any
+) -> TaskData:
+  """Writes the generated word-order set as CoLA TSV (if absent) and reads it back with CoLA's reader and metric."""
+  from electra_jax import tasks_generated  # pylint: disable=g-import-not-at-top
+
+  sizes = {k: v for k, v in (("train_size", train_size), ("dev_size", dev_size)) if v}
+  directory = data_dir or os.path.join(cache_dir or ".", f"word_order_seed{seed}")
+  tasks_generated.write_word_order_tsv(directory, seed=seed, **sizes)
+  data = load_glue_tsv_dir("cola", directory)
+  spec = TaskSpec("word_order", "classification", ("unacceptable", "acceptable"), "mcc", "generated",
+                  "WordNet usage examples, as written or with two adjacent words swapped (CoLA layout)")  # fmt: skip
+  return TaskData(spec, data.train, data.dev)
+
+
 GLUE_NAMES = tuple(GLUE_TSV)
 BUNDLED_NAMES = ("polarity", "newsgroups", "wordnet_pos", "capital_qa", "wiki_links")
-GENERATED_NAMES = ("negation",)
+GENERATED_NAMES = ("negation", "word_order")
 TASKS: dict[str, Callable[..., TaskData]] = {
   **{name: _glue_loader(name) for name in GLUE_NAMES},
   "squad": _squad_loader,
   **{name: _bundled_loader(name) for name in BUNDLED_NAMES},
   "negation": _negation_loader,
+  "word_order": _word_order_loader,
 }
 
 

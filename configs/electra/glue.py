@@ -6,7 +6,7 @@ Command:
       --config.task.data_dir=glue_data/RTE --workdir=W        # GLUE TSVs; without data_dir: tfds glue/rte
   python -m electra_jax.finetune --config=configs/electra/glue.py:task=polarity,size=tiny --workdir=W   # CPU, offline
 Args (`:task=...,size=...` or a bare task): task = cola sst2 mrpc stsb qqp mnli qnli rte squad (paper data: GLUE TSV
-  dir via task.data_dir, else tfds) | polarity newsgroups wordnet_pos negation capital_qa wiki_links (bundled /
+  dir via task.data_dir, else tfds) | polarity newsgroups wordnet_pos negation word_order capital_qa wiki_links (bundled /
   generated, offline); size = small (default) | base | large | tiny (model shape for '' = random init; a pretrained
   init_checkpoint brings its own shape). init_checkpoint: pretraining workdir, HuggingFace dir, 'minilm' or ''.
 Hyperparameters (Appendix A): LR 3e-4 / 1e-4 / 5e-5 (small / base / large; tiny 3e-4: at 1e-3 it collapses to the majority class), batch 32, 10% warmup x
@@ -48,6 +48,7 @@ TASKS = {
   "newsgroups": (128, 5, 3),
   "wordnet_pos": (64, 3, 3),
   "negation": (32, 3, 3),
+  "word_order": (32, 3, 3),
   "capital_qa": (128, 3, 3),
   "wiki_links": (64, 3, 3),
 }

@@ -93,6 +93,39 @@ def test_negation_is_loaded_through_the_glue_tsv_reader(tmp_path):
   assert [(e.texts[0], e.label) for e in data.train] == generated
 
 
+def test_word_order_generator_swaps_one_adjacent_pair():
+  sources = tasks_generated.usage_examples()
+  assert len(sources) > 20000 and all(6 <= len(s.split()) <= 20 for s in sources)
+  train, dev = tasks_generated.generate_word_order(seed=3, train_size=300, dev_size=100)
+  assert (train, dev) == tasks_generated.generate_word_order(seed=3, train_size=300, dev_size=100)
+  assert 100 < sum(label for _, label in train) < 200  # about half acceptable
+  source_set = set(sources)
+
+  def origin(sentence, label):
+    if label:
+      return sentence
+    words = sentence.split()
+    unswapped = [" ".join(words[:i] + [words[i + 1], words[i]] + words[i + 2 :]) for i in range(len(words) - 1)]
+    (found,) = {u for u in unswapped if u in source_set} - {sentence}  # exactly one adjacent swap undoes it
+    return found
+
+  train_sources = [origin(s, label) for s, label in train]
+  dev_sources = [origin(s, label) for s, label in dev]
+  assert all(s in source_set for s in train_sources + dev_sources)
+  assert len(set(train_sources)) == 300 and not set(train_sources) & set(dev_sources)  # each source used once
+  assert all(s not in source_set for s, label in train if label == 0)
+
+
+def test_word_order_is_loaded_as_cola(tmp_path):
+  data = tasks.load_task("word_order", cache_dir=str(tmp_path), seed=1, train_size=200, dev_size=50)
+  assert (len(data.train), len(data.dev)) == (200, 50) and data.spec.metric == "mcc"
+  lines = (tmp_path / "word_order_seed1" / "train.tsv").read_text().splitlines()
+  assert len(lines) == 200  # CoLA's layout has no header row
+  generated = tasks_generated.generate_word_order(seed=1, train_size=200, dev_size=50)[0]
+  assert [(e.texts[0], e.label) for e in data.train] == generated
+  assert all(line.split("\t")[2] == ("" if label else "*") for line, (_, label) in zip(lines, generated))
+
+
 GLUE_ROWS = {  # (header or None, one row, expected texts, expected label)
   "cola": (None, ["gj04", "1", "", "The sailors rode the breeze clear of the rocks."], 1),
   "sst2": (["sentence", "label"], ["a gripping film", "1"], 1),
