@@ -103,29 +103,35 @@ def validate(config: ml_collections.ConfigDict) -> None:
     config_lib.check_file(config, "data.vocab_path", "a BERT WordPiece vocab.txt (run `make data` for the bundled one)")
 
 
-def _tfds_texts(config: ml_collections.ConfigDict) -> list[str]:
-  """Article texts of a paper-scale corpus via core.data.paper_dataset (prepared array_record, no download)."""
+def _tfds_documents(config: ml_collections.ConfigDict, tokenizer):
+  """A paper-scale corpus via core.data.paper_dataset (prepared array_record, no download), tokenized as it is
+  read: (train, eval) lazy datasets, the first `eval_fraction` of the (tfds-shuffled) articles held out."""
   from core import data as data_lib
+  from core.data import pipeline
 
   try:
     source = data_lib.paper_dataset(TFDS_CORPORA[config.data.corpus], "train", data_dir=config.data.tfds_dir or None)
   except (FileNotFoundError, RuntimeError, ImportError, ValueError) as e:
     raise config_lib.ConfigError(f"data.corpus: {config.data.corpus!r} is not available here: {e}") from None
   n = min(len(source), config.data.max_documents or len(source))
-  return [source[i]["text"] for i in range(n)]
+  if n < 2:
+    raise config_lib.ConfigError(f"data.max_documents: {n} documents; need >= 2 (train + eval)")
+  n_eval = max(1, round(n * config.data.eval_fraction))
+  docs = pipeline.lazy_documents(source, lambda record: tokenizer.encode_documents([record["text"]])[0])
+  return docs[n_eval:n], docs[:n_eval]
 
 
-def load_documents(config: ml_collections.ConfigDict, tokenizer) -> tuple[list[np.ndarray], list[np.ndarray]]:
-  """Tokenized (train, eval) documents: a fixed shuffle, then the last `eval_fraction` are held out."""
+def load_documents(config: ml_collections.ConfigDict, tokenizer):
+  """Tokenized (train, eval) documents. Bundled corpora: a fixed shuffle, the last `eval_fraction` held out, all
+  tokenized up front (seconds); tfds corpora stream (`_tfds_documents`)."""
   from core.data import corpora
 
   corpus = config.data.corpus
   if corpus in TFDS_CORPORA:
-    texts = _tfds_texts(config)
-  else:
-    texts = [text for _, text in corpora.wikipedia_articles()] if corpus in ("bundled", "wikipedia") else []
-    texts += corpora.lee_corpus() if corpus in ("bundled", "lee") else []
-    texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
+    return _tfds_documents(config, tokenizer)
+  texts = [text for _, text in corpora.wikipedia_articles()] if corpus in ("bundled", "wikipedia") else []
+  texts += corpora.lee_corpus() if corpus in ("bundled", "lee") else []
+  texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
   if config.data.max_documents:
     texts = texts[: config.data.max_documents]
   ids = [d for d in tokenizer.encode_documents(texts) if d.size]

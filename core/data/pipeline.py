@@ -7,7 +7,7 @@ to the train state, add it as the item named 'data' (see `iterator_checkpoint_ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -120,8 +120,16 @@ def _plain_row(pad_id: int):
   return finish
 
 
+def lazy_documents(source: Sequence[Any], tokenize: Callable[[Any], Sequence[int]]) -> grain.MapDataset:
+  """Documents tokenized when they are read: `source` is any random-access sequence (a tfds array_record source,
+  a list) and `tokenize(record)` gives one document's ids. Nothing is tokenized up front and memory stays bounded
+  by grain's buffers, so `lm_dataset` streams a full Wikipedia / OpenWebText from disk. Slice the result
+  (`docs[:n]`, `docs[n:]`) for held-out splits."""
+  return grain.MapDataset.source(source).map(lambda record: np.asarray(tokenize(record), dtype=np.int32))
+
+
 def lm_dataset(
-  token_docs: Sequence[np.ndarray],
+  token_docs: Sequence[np.ndarray] | grain.MapDataset,
   seq_len: int,
   batch_size: int,
   seed: int,
@@ -133,7 +141,7 @@ def lm_dataset(
   pad_id: int = 0,
   shuffle: bool = True,
 ) -> grain.IterDataset:
-  """Packed language-model batches from tokenized documents.
+  """Packed language-model batches from tokenized documents (a list, or a lazy `lazy_documents` dataset).
 
   Documents are sharded (`token_docs[shard_index::shard_count]`, one shard per host), shuffled with
   `seed` (a new order each epoch), concatenated and split into rows of fixed length (grain
@@ -153,11 +161,17 @@ def lm_dataset(
   body_len = seq_len - 2 if bert_style else seq_len
   if body_len < 1:
     raise ValueError(f"seq_len={seq_len} leaves no room for tokens")
-  docs = [d for d in token_docs if len(d) > 0]
-  if not docs:
-    raise ValueError("lm_dataset got no non-empty documents")
-  ds = _epochs(_shard(grain.MapDataset.source(docs), shard_index, shard_count), seed, shuffle, num_epochs)
-  ds = ds.map(lambda doc: {"tokens": np.asarray(doc, dtype=np.int32)})
+  if isinstance(token_docs, grain.MapDataset):  # lazy (`lazy_documents`): empty documents are skipped when read
+    if len(token_docs) == 0:
+      raise ValueError("lm_dataset got no documents")
+    ds = token_docs
+  else:
+    docs = [d for d in token_docs if len(d) > 0]
+    if not docs:
+      raise ValueError("lm_dataset got no non-empty documents")
+    ds = grain.MapDataset.source(docs)
+  ds = _epochs(_shard(ds, shard_index, shard_count), seed, shuffle, num_epochs)
+  ds = ds.map(lambda doc: {"tokens": np.asarray(doc, dtype=np.int32)}).filter(lambda row: row["tokens"].size > 0)
   it = grain_experimental.ConcatThenSplitIterDataset(ds.to_iter_dataset(), length_struct={"tokens": body_len})
   finish = _bert_row(seq_len, cls_id, sep_id, pad_id) if bert_style else _plain_row(pad_id)
   it = it.map(finish).batch(batch_size, drop_remainder=True)

@@ -107,18 +107,29 @@ def test_paper_corpus_offline_is_a_config_error():
   config = load_config(TINY, None, {"data.corpus": "tfds:wikipedia/20230601.en", "data.tfds_dir": "/nonexistent"})
   pretrain.validate(config)  # the name is allowed; the data is not prepared here
   with pytest.raises(config_lib.ConfigError, match=r"^data.corpus: 'tfds:wikipedia/20230601.en' is not available"):
-    pretrain._tfds_texts(config)
+    pretrain._tfds_documents(config, None)
 
 
 @pytest.mark.parametrize("corpus", ["tfds:wikipedia", "tfds:openwebtext"])
-def test_paper_corpora_feed_texts_under_tfds_mock_data(corpus):
+def test_paper_corpora_stream_tokenized_documents_under_tfds_mock_data(corpus):
+  import grain
   import tensorflow_datasets as tfds
 
-  config = load_config(TINY, None, {"data.corpus": corpus, "data.max_documents": 3})
+  from core import data as data_lib
+  from core.data import corpora, tokenizers
+
+  tokenizer = tokenizers.WordPieceTokenizer(corpora.bert_vocab_path())
+  config = load_config(TINY, None, {"data.corpus": corpus, "data.max_documents": 4, "data.eval_fraction": 0.25})
   pretrain.validate(config)
-  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, num_examples=5):
-    texts = pretrain._tfds_texts(config)
-  assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, num_examples=6):
+    train, held_out = pretrain.load_documents(config, tokenizer)
+    assert isinstance(train, grain.MapDataset) and (len(train), len(held_out)) == (3, 1)  # lazy, max_documents
+    source = data_lib.paper_dataset(pretrain.TFDS_CORPORA[corpus], "train")
+    expected = tokenizer.encode_documents([source[i]["text"] for i in range(4)])
+    docs = [held_out[0]] + [train[i] for i in range(3)]  # the first article is held out
+  for doc, want in zip(docs, expected):
+    assert doc.dtype == np.int32
+    np.testing.assert_array_equal(doc, want)
 
 
 @pytest.mark.parametrize("size", ["tiny", "small", "base", "large"])
