@@ -285,34 +285,23 @@ def _bundled_loader(name: str) -> Callable[..., TaskData]:
   return load
 
 
-def _negation_loader(
-  data_dir: str = "", cache_dir: str = "", seed: int = 0, train_size: int = 0, dev_size: int = 0, **_: Any
-) -> TaskData:
-  """Writes the generated negation set as GLUE TSV (if absent) and reads it back with the SST-2 column layout."""
-  from electra_jax import tasks_generated  # pylint: disable=g-import-not-at-top
+def _generated_loader(name: str, glue_layout: str, labels: tuple[str, ...], description: str):
+  """A generated task: `tasks_generated.write_<name>_tsv` writes it as GLUE TSV in the `glue_layout` task's layout
+  (once per seed and size), and it is read back with that task's reader; scored with that task's metric."""
 
-  sizes = {k: v for k, v in (("train_size", train_size), ("dev_size", dev_size)) if v}
-  directory = data_dir or os.path.join(cache_dir or ".", f"negation_seed{seed}")
-  tasks_generated.write_negation_tsv(directory, seed=seed, **sizes)
-  data = load_glue_tsv_dir("sst2", directory)
-  spec = TaskSpec("negation", "classification", ("negative", "positive"), "accuracy", "generated",
-                  tasks_generated.__doc__.splitlines()[0])  # fmt: skip
-  return TaskData(spec, data.train, data.dev)
+  def load(
+    data_dir: str = "", cache_dir: str = "", seed: int = 0, train_size: int = 0, dev_size: int = 0, **_: Any
+  ) -> TaskData:
+    from electra_jax import tasks_generated  # pylint: disable=g-import-not-at-top
 
+    sizes = {k: v for k, v in (("train_size", train_size), ("dev_size", dev_size)) if v}
+    directory = data_dir or os.path.join(cache_dir or ".", f"{name}_seed{seed}")
+    getattr(tasks_generated, f"write_{name}_tsv")(directory, seed=seed, **sizes)
+    data = load_glue_tsv_dir(glue_layout, directory)
+    metric = _GLUE_METRIC.get(glue_layout, "accuracy")
+    return TaskData(TaskSpec(name, "classification", labels, metric, "generated", description), data.train, data.dev)
 
-def _word_order_loader(
-  data_dir: str = "", cache_dir: str = "", seed: int = 0, train_size: int = 0, dev_size: int = 0, **_: Any
-) -> TaskData:
-  """Writes the generated word-order set as CoLA TSV (if absent) and reads it back with CoLA's reader and metric."""
-  from electra_jax import tasks_generated  # pylint: disable=g-import-not-at-top
-
-  sizes = {k: v for k, v in (("train_size", train_size), ("dev_size", dev_size)) if v}
-  directory = data_dir or os.path.join(cache_dir or ".", f"word_order_seed{seed}")
-  tasks_generated.write_word_order_tsv(directory, seed=seed, **sizes)
-  data = load_glue_tsv_dir("cola", directory)
-  spec = TaskSpec("word_order", "classification", ("unacceptable", "acceptable"), "mcc", "generated",
-                  "WordNet usage examples, as written or with two adjacent words swapped (CoLA layout)")  # fmt: skip
-  return TaskData(spec, data.train, data.dev)
+  return load
 
 
 GLUE_NAMES = tuple(GLUE_TSV)
@@ -322,8 +311,12 @@ TASKS: dict[str, Callable[..., TaskData]] = {
   **{name: _glue_loader(name) for name in GLUE_NAMES},
   "squad": _squad_loader,
   **{name: _bundled_loader(name) for name in BUNDLED_NAMES},
-  "negation": _negation_loader,
-  "word_order": _word_order_loader,
+  "negation": _generated_loader(
+    "negation", "sst2", ("negative", "positive"), "sentiment templates; negation flips the adjective's polarity"
+  ),
+  "word_order": _generated_loader(
+    "word_order", "cola", ("unacceptable", "acceptable"), "WordNet usage examples, as written or with 2 words swapped"
+  ),
 }
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,21 +87,30 @@ def generate_negation(seed: int = 0, train_size: int = 2000, dev_size: int = 500
   return train, dev
 
 
-def write_negation_tsv(
-  directory: str | os.PathLike, seed: int = 0, train_size: int = 2000, dev_size: int = 500
-) -> Path:
-  """Writes `train.tsv` and `dev.tsv` (SST-2 layout) unless `generator.json` says they already hold this draw."""
+def _write_once(directory: str | os.PathLike, stamp: dict, write: Callable[[Path], None]) -> Path:
+  """Runs `write(directory)` unless `generator.json` says train.tsv / dev.tsv already hold this draw (`stamp`)."""
   directory = Path(directory)
-  stamp = {"generator": "negation", "version": 1, "seed": seed, "train_size": train_size, "dev_size": dev_size}
   stamp_path = directory / "generator.json"
   done = (directory / "train.tsv").is_file() and (directory / "dev.tsv").is_file()
   if done and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
     return directory
-  train, dev = generate_negation(seed, train_size, dev_size)
-  tasks.write_glue_tsv(directory / "train.tsv", ("sentence", "label"), train)
-  tasks.write_glue_tsv(directory / "dev.tsv", ("sentence", "label"), dev)
+  write(directory)
   stamp_path.write_text(json.dumps(stamp))
   return directory
+
+
+def write_negation_tsv(
+  directory: str | os.PathLike, seed: int = 0, train_size: int = 2000, dev_size: int = 500
+) -> Path:
+  """Writes `train.tsv` and `dev.tsv` (SST-2 layout: `sentence\tlabel` header) unless already there."""
+
+  def write(directory: Path) -> None:
+    train, dev = generate_negation(seed, train_size, dev_size)
+    tasks.write_glue_tsv(directory / "train.tsv", ("sentence", "label"), train)
+    tasks.write_glue_tsv(directory / "dev.tsv", ("sentence", "label"), dev)
+
+  stamp = {"generator": "negation", "version": 1, "seed": seed, "train_size": train_size, "dev_size": dev_size}
+  return _write_once(directory, stamp, write)
 
 
 WORD_ORDER_WORDS = (6, 20)  # usage examples of this many whitespace words
@@ -138,15 +148,11 @@ def write_word_order_tsv(
   directory: str | os.PathLike, seed: int = 0, train_size: int = 2000, dev_size: int = 500
 ) -> Path:
   """Writes CoLA-layout `train.tsv` / `dev.tsv` (no header: source, label, '*' if unacceptable, sentence)."""
-  directory = Path(directory)
+
+  def write(directory: Path) -> None:
+    for name, rows in zip(("train.tsv", "dev.tsv"), generate_word_order(seed, train_size, dev_size)):
+      cola_rows = [("wordnet", label, "" if label else "*", sentence) for sentence, label in rows]
+      tasks.write_glue_tsv(directory / name, None, cola_rows)
+
   stamp = {"generator": "word_order", "version": 1, "seed": seed, "train_size": train_size, "dev_size": dev_size}
-  stamp_path = directory / "generator.json"
-  done = (directory / "train.tsv").is_file() and (directory / "dev.tsv").is_file()
-  if done and stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
-    return directory
-  train, dev = generate_word_order(seed, train_size, dev_size)
-  for name, rows in (("train.tsv", train), ("dev.tsv", dev)):
-    cola_rows = [("wordnet", label, "" if label else "*", sentence) for sentence, label in rows]
-    tasks.write_glue_tsv(directory / name, None, cola_rows)
-  stamp_path.write_text(json.dumps(stamp))
-  return directory
+  return _write_once(directory, stamp, write)
