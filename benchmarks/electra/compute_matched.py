@@ -37,6 +37,7 @@ GLUE = os.path.join(REPO, "configs/electra/glue.py")
 def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str, peak_lr: float, warmup: float) -> dict:
   """Runs (or resumes) one pretraining run; returns {'steps': [...], 'flops_per_step': f}."""
   config = load_config(TINY, "mlm=true" if objective == "mlm" else None, {})
+  config.objective.disc_on_masked_only = objective == "electra15"  # the "ELECTRA 15%" ablation (paper Table 5)
   if peak_lr:
     config.optimizer.peak_lr = peak_lr
   if warmup:
@@ -85,7 +86,11 @@ def main() -> None:
     "--finetune_epochs", type=float, default=10.0, help="finetuning epochs (0 = configs/electra/glue.py)"
   )
   parser.add_argument("--warmup_fraction", type=float, default=0.1, help="pretraining warmup / steps (0 = config)")
+  parser.add_argument(
+    "--ablation", action="store_true", help="also ELECTRA 15%% (discriminator loss on masked positions only)"
+  )
   parser.add_argument("--workdir", default="workdirs/electra_compute_matched")
+  parser.add_argument("--results_dir", default=None, help="where the JSON + plot go (default: results/)")
   args = parser.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
   tasks = args.tasks.split(",")
@@ -106,7 +111,8 @@ def main() -> None:
       for t in tasks
     }
     rows.append(dict(objective="random_init", seed=seed, step=0, flops=0.0, scores=random_scores))
-    for objective, steps in (("electra", args.electra_steps), ("mlm", mlm_steps)):
+    runs = [("electra", args.electra_steps), ("mlm", mlm_steps)] + [("electra15", args.electra_steps)] * args.ablation
+    for objective, steps in runs:
       run_dir = os.path.join(args.workdir, f"{objective}/s{seed}")
       run = pretrain_run(objective, seed, steps, fractions, run_dir, args.pretrain_lr, args.warmup_fraction)
       for step in run["steps"]:
@@ -131,8 +137,9 @@ def main() -> None:
     per_task = {t: [r["scores"][t] for r in final_rows] for t in tasks}
     return per_seed, per_task
 
+  objectives = ("random_init", "electra", "mlm") + ("electra15",) * args.ablation
   summary = {}
-  for objective in ("random_init", "electra", "mlm"):
+  for objective in objectives:
     per_seed, per_task = final(objective)
     summary[objective] = dict(
       mean=float(per_seed.mean()),
@@ -146,26 +153,24 @@ def main() -> None:
   gap = summary["electra"]["mean"] - summary["mlm"]["mean"]
   pooled = float(np.sqrt((summary["electra"]["std"] ** 2 + summary["mlm"]["std"] ** 2) / len(seeds)))
   sigmas = gap / pooled if pooled > 0 else 0.0
-  print("\ntask         " + "".join(f"{o:>22s}" for o in ("random_init", "electra", "mlm")))
+  print("\ntask         " + "".join(f"{o:>22s}" for o in objectives))
   for t in tasks:
     print(
       f"{t:12s} "
       + "".join(
-        f"{summary[o]['per_task'][t]['mean']:15.1f} ± {summary[o]['per_task'][t]['std']:4.1f}"
-        for o in ("random_init", "electra", "mlm")
+        f"{summary[o]['per_task'][t]['mean']:15.1f} ± {summary[o]['per_task'][t]['std']:4.1f}" for o in objectives
       )
     )
-  print(
-    f"{'mean':12s} "
-    + "".join(f"{summary[o]['mean']:15.1f} ± {summary[o]['std']:4.1f}" for o in ("random_init", "electra", "mlm"))
-  )
+  print(f"{'mean':12s} " + "".join(f"{summary[o]['mean']:15.1f} ± {summary[o]['std']:4.1f}" for o in objectives))
   print(
     f"ELECTRA - MLM at equal compute ({electra_flops:.3g} FLOPs): {gap:+.2f} points, {sigmas:.1f} standard errors "
     f"(goal >= 2 points and > 2 sigma) | {time.perf_counter() - started:.0f} s"
   )
 
   def plot(ax):
-    for objective, color in (("electra", "tab:blue"), ("mlm", "tab:orange")):
+    colors = {"electra": "tab:blue", "mlm": "tab:orange", "electra15": "tab:green"}
+    for objective in objectives[1:]:
+      color = colors[objective]
       xs = sorted({r["flops"] for r in rows if r["objective"] == objective})
       means, stds = [], []
       for x in xs:
@@ -180,7 +185,7 @@ def main() -> None:
         marker="o",
         capsize=3,
         color=color,
-        label=objective.upper(),
+        label={"electra": "ELECTRA", "mlm": "MLM twin", "electra15": "ELECTRA 15%"}[objective],
       )
     ax.set_xlabel("pretraining FLOPs")
     ax.set_ylabel(f"mean downstream score ({', '.join(tasks)})")
@@ -207,6 +212,7 @@ def main() -> None:
       seconds=time.perf_counter() - started,
     ),
     plot,
+    results_dir=args.results_dir,
   )
   print(f"wrote {path}, {path.with_suffix('.png')}")
 
