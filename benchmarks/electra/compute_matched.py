@@ -12,8 +12,12 @@ Defaults (the README's run): 1,000 ELECTRA steps at the tiny config's LR 1e-4 wi
 10 epochs on 1,000 examples (with glue.py's 3 epochs = 94 steps, finetuning from the ELECTRA checkpoint ends
 before its loss leaves the ln 4 plateau on wordnet_pos; it leaves it after ~150 steps).
 
+The second README run: --electra_steps 600 --tasks word_order,wordnet_pos --results_dir
+results/electra_compute_matched_600. `--ablation` adds ELECTRA 15% (discriminator loss on the masked positions only).
+
   python -m benchmarks.electra.compute_matched [--seeds 0,1,2] [--electra_steps 1000] [--tasks wordnet_pos,negation] \
-      [--fractions 0.5,1.0] [--train_size 1000] [--finetune_epochs 10] [--workdir workdirs/electra_compute_matched]
+      [--fractions 0.5,1.0] [--train_size 1000] [--finetune_epochs 10] [--workdir workdirs/electra_compute_matched] \
+      [--ablation] [--results_dir results]
 """
 
 from __future__ import annotations
