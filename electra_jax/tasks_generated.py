@@ -14,9 +14,9 @@ back through the generic GLUE-TSV reader like any GLUE task. Deterministic per s
 train.
 
 **word_order** — CoLA-style acceptability on real sentences: the WordNet 3.0 usage examples (the quoted sentences in
-the glosses; not in the pretraining text) of 6–20 words; each source sentence is used once, half as written (label 1,
+the glosses; WordNet is not one of the pretraining corpora) of 6–20 words; each source sentence is used once, half as written (label 1,
 acceptable) and half with one pair of adjacent, different words swapped (label 0). Bag-of-words scores chance; the
-label is a word-order judgement, the GLUE task (CoLA) where ELECTRA-Small gains most over BERT-Small (paper Table 8).
+label is a word-order judgement, the kind of grammaticality call GLUE's CoLA asks for.
 A few swaps leave a sentence acceptable ("slowly and carefully"), so the labels carry a little noise, as CoLA's do.
 Written as CoLA's headerless TSV (source, label, mark, sentence) by `write_word_order_tsv` and scored, as CoLA, with
 Matthews correlation.
