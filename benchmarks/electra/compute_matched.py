@@ -1,7 +1,8 @@
-"""ELECTRA vs MLM at equal pretraining compute, at CPU scale (the shape of the paper's Figure 1 / Table 1 claim).
+"""ELECTRA vs MLM at equal pretraining compute (the shape of the paper's Figure 1 / Table 1 claim), CPU to pod scale.
 
-For each pretraining seed: tiny ELECTRA for `--electra_steps` steps and its MLM twin for the steps that spend the
-same pretraining FLOPs (`electra_jax.flops`, the reference's counting), both on the bundled Wikipedia + Lee text.
+For each pretraining seed: ELECTRA-`--size` (default tiny) for `--electra_steps` steps and its MLM twin for the steps
+that spend the same pretraining FLOPs (`electra_jax.flops`, the reference's counting), both on the same text (the
+config's corpus, the bundled Wikipedia + Lee text by default, or `--corpus tfds:openwebtext`).
 Checkpoints at the `--fractions` of each run are finetuned on the downstream tasks (one finetuning run per
 checkpoint and task, seeded by the pretraining seed); a random-init encoder gives the zero-compute point. Reported:
 per-task scores, their mean over tasks, mean ± std over pretraining seeds, ELECTRA − MLM and its size in σ.
@@ -15,8 +16,16 @@ before its loss leaves the ln 4 plateau on wordnet_pos; it leaves it after ~150 
 The second README run: --electra_steps 600 --tasks word_order,wordnet_pos --results_dir
 results/electra_compute_matched_600. `--ablation` adds ELECTRA 15% (discriminator loss on the masked positions only).
 
-  python -m benchmarks.electra.compute_matched [--seeds 0,1,2] [--electra_steps 1000] [--tasks wordnet_pos,negation] \
-      [--fractions 0.5,1.0] [--train_size 1000] [--finetune_epochs 10] [--workdir workdirs/electra_compute_matched] \
+The paper-scale run (an accelerator; not run here: the paper's smallest Figure 1 point, 6.25% of ELECTRA-Small's
+1M steps, GLUE 74.1) uses the paper's configs end to end, GLUE dev sets from GLUE's download script (else tfds):
+
+  python -m benchmarks.electra.compute_matched --size small --electra_steps 62500 --corpus tfds:openwebtext \
+      --tasks cola,sst2,mrpc,stsb,qnli,rte --glue_dir glue_data --train_size 0 --finetune_epochs 0 \
+      --warmup_fraction 0 --workdir workdirs/cm_small
+
+  python -m benchmarks.electra.compute_matched [--size tiny] [--seeds 0,1,2] [--electra_steps 1000] \
+      [--tasks wordnet_pos,negation] [--fractions 0.5,1.0] [--train_size 1000] [--finetune_epochs 10] \
+      [--corpus CONFIG] [--glue_dir DIR] [--batch_size CONFIG] [--workdir workdirs/electra_compute_matched] \
       [--ablation] [--results_dir results]
 """
 
@@ -30,22 +39,44 @@ import time
 import numpy as np
 
 from benchmarks.core import common
+from core.config import ConfigError
 from core.config import load_config_file as load_config
+from electra_jax import configs as electra_configs
 from electra_jax import finetune, pretrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY = os.path.join(REPO, "configs/electra/tiny.py")
 GLUE = os.path.join(REPO, "configs/electra/glue.py")
+# GLUE task -> its directory in the tree written by GLUE's download_glue_data.py (train.tsv, dev.tsv)
+GLUE_DIRS = {
+  "cola": "CoLA",
+  "sst2": "SST-2",
+  "mrpc": "MRPC",
+  "stsb": "STS-B",
+  "qqp": "QQP",
+  "mnli": "MNLI",
+  "qnli": "QNLI",
+  "rte": "RTE",
+}
 
 
-def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str, peak_lr: float, warmup: float) -> dict:
-  """Runs (or resumes) one pretraining run; returns {'steps': [...], 'flops_per_step': f}."""
-  config = load_config(TINY, "mlm=true" if objective == "mlm" else None, {})
+def pretrain_config(size: str, objective: str, corpus: str = "", batch_size: int = 0):
+  """configs/electra/<size>.py for `objective` ('electra', 'mlm' = the twin, 'electra15' = the 15% ablation)."""
+  config = load_config(os.path.join(REPO, f"configs/electra/{size}.py"), "mlm=true" if objective == "mlm" else None, {})
   config.objective.disc_on_masked_only = objective == "electra15"  # the "ELECTRA 15%" ablation (paper Table 5)
-  if peak_lr:
-    config.optimizer.peak_lr = peak_lr
-  if warmup:
-    config.optimizer.warmup_steps = max(1, round(warmup * steps))
+  if corpus:
+    config.data.corpus = corpus
+  if batch_size:
+    config.train.batch_size = batch_size
+  return config
+
+
+def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str, args: argparse.Namespace) -> dict:
+  """Runs (or resumes) one pretraining run; returns {'steps': [...], 'flops_per_step': f}."""
+  config = pretrain_config(args.size, objective, args.corpus, args.batch_size)
+  if args.pretrain_lr:
+    config.optimizer.peak_lr = args.pretrain_lr
+  if args.warmup_fraction:
+    config.optimizer.warmup_steps = max(1, round(args.warmup_fraction * steps))
   saves = sorted({max(1, round(steps * f)) for f in fractions})
   config.seed = seed
   config.train.total_steps = steps
@@ -59,11 +90,15 @@ def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str,
   return {"steps": saves, "flops_per_step": pretrain.flops_per_step(config)}
 
 
-def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, train_size: int, epochs: float) -> float:
+def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, args: argparse.Namespace) -> float:
+  """One finetuning run of the `init` checkpoint ('' = random init of `--size`) on `task`, cached in `workdir`."""
   path = os.path.join(workdir, "results.json")
   if os.path.exists(path):
     return float(json.load(open(path))["median"])
-  config = load_config(GLUE, f"task={task},size=tiny", {})
+  train_size, epochs = args.train_size, args.finetune_epochs
+  config = load_config(GLUE, f"task={task},size={args.size}", {})
+  if args.glue_dir and task in GLUE_DIRS:
+    config.task.data_dir = os.path.join(args.glue_dir, GLUE_DIRS[task])
   config.init_checkpoint = init
   config.init_checkpoint_step = step
   config.seed = seed
@@ -78,14 +113,13 @@ def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, tra
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--size", default="tiny", choices=sorted(electra_configs.PAPER_SIZES))
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--electra_steps", type=int, default=1000)
   parser.add_argument("--tasks", default="wordnet_pos,negation")
   parser.add_argument("--fractions", default="0.5,1.0")
   parser.add_argument("--train_size", type=int, default=1000, help="cap on finetuning examples per task (0 = all)")
-  parser.add_argument(
-    "--pretrain_lr", type=float, default=0.0, help="peak pretraining LR (0 = configs/electra/tiny.py)"
-  )
+  parser.add_argument("--pretrain_lr", type=float, default=0.0, help="peak pretraining LR (0 = the size config's)")
   parser.add_argument(
     "--finetune_epochs", type=float, default=10.0, help="finetuning epochs (0 = configs/electra/glue.py)"
   )
@@ -93,36 +127,45 @@ def main() -> None:
   parser.add_argument(
     "--ablation", action="store_true", help="also ELECTRA 15%% (discriminator loss on masked positions only)"
   )
+  parser.add_argument("--corpus", default="", help="pretraining corpus (default: the config's, the bundled text)")
+  parser.add_argument("--batch_size", type=int, default=0, help="pretraining batch (0 = the config's)")
+  parser.add_argument("--glue_dir", default="", help="GLUE TSV tree (CoLA/, SST-2/, ...); '' = tfds glue/<task>")
   parser.add_argument("--workdir", default="workdirs/electra_compute_matched")
   parser.add_argument("--results_dir", default=None, help="where the JSON + plot go (default: results/)")
   args = parser.parse_args()
+  for task in args.tasks.split(","):  # bad task names fail here, before any pretraining
+    try:
+      load_config(GLUE, f"task={task},size={args.size}", {})
+    except ConfigError as e:
+      parser.error(f"--tasks: {e}")
   seeds = [int(s) for s in args.seeds.split(",")]
   tasks = args.tasks.split(",")
   fractions = [float(f) for f in args.fractions.split(",")]
   started = time.perf_counter()
 
-  electra_config = load_config(TINY, None, {})
-  mlm_config = load_config(TINY, "mlm=true", {})
+  electra_config = pretrain_config(args.size, "electra", args.corpus, args.batch_size)
+  mlm_config = pretrain_config(args.size, "mlm", args.corpus, args.batch_size)
+  try:  # e.g. an unknown --corpus: one line before any work
+    pretrain.validate(electra_config)
+  except ConfigError as e:
+    parser.error(str(e))
   electra_flops = pretrain.flops_per_step(electra_config) * args.electra_steps
   mlm_steps = max(1, round(electra_flops / pretrain.flops_per_step(mlm_config)))
   print(f"ELECTRA {args.electra_steps} steps = {electra_flops:.3g} FLOPs; MLM twin {mlm_steps} steps", flush=True)
 
-  finetune_args = (args.train_size, args.finetune_epochs)
   rows = []  # one per (objective, seed, step)
   for seed in seeds:
     random_scores = {
-      t: finetune_score(t, seed, "", 0, os.path.join(args.workdir, f"random/s{seed}/{t}"), *finetune_args)
-      for t in tasks
+      t: finetune_score(t, seed, "", 0, os.path.join(args.workdir, f"random/s{seed}/{t}"), args) for t in tasks
     }
     rows.append(dict(objective="random_init", seed=seed, step=0, flops=0.0, scores=random_scores))
     runs = [("electra", args.electra_steps), ("mlm", mlm_steps)] + [("electra15", args.electra_steps)] * args.ablation
     for objective, steps in runs:
       run_dir = os.path.join(args.workdir, f"{objective}/s{seed}")
-      run = pretrain_run(objective, seed, steps, fractions, run_dir, args.pretrain_lr, args.warmup_fraction)
+      run = pretrain_run(objective, seed, steps, fractions, run_dir, args)
       for step in run["steps"]:
         scores = {
-          t: finetune_score(t, seed, run_dir, step, os.path.join(run_dir, f"ft_{step}/{t}"), *finetune_args)
-          for t in tasks
+          t: finetune_score(t, seed, run_dir, step, os.path.join(run_dir, f"ft_{step}/{t}"), args) for t in tasks
         }
         rows.append(dict(objective=objective, seed=seed, step=step, flops=step * run["flops_per_step"], scores=scores))
         print(
@@ -193,12 +236,15 @@ def main() -> None:
       )
     ax.set_xlabel("pretraining FLOPs")
     ax.set_ylabel(f"mean downstream score ({', '.join(tasks)})")
-    ax.set_title("tiny ELECTRA vs MLM at equal compute (CPU)")
+    ax.set_title(f"ELECTRA-{args.size} vs MLM at equal compute ({common.metadata()['backend']})")
     ax.legend()
 
   path = common.write_results(
     "electra_compute_matched",
     dict(
+      size=args.size,
+      corpus=electra_config.data.corpus,
+      batch_size=electra_config.train.batch_size,
       seeds=seeds,
       tasks=tasks,
       electra_steps=args.electra_steps,

@@ -38,3 +38,44 @@ def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
   assert second.returncode == 0, second.stderr[-2000:]
   again = json.loads((tmp_path / "results" / "electra_compute_matched.json").read_text())
   assert again["rows"] == rows
+
+
+@pytest.mark.slow
+def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
+  """The accelerator recipe's code path (--size small, --glue_dir) at a toy batch: the ELECTRA-Small shapes are
+  pretrained and the GLUE TSVs under glue_dir/RTE are what finetuning reads."""
+  from electra_jax import tasks
+
+  pairs = [("A man sleeps.", "A man is awake.", "not_entailment"), ("A cat eats.", "A cat eats food.", "entailment")]
+  for name in ("train.tsv", "dev.tsv"):
+    rows = [(i, s1, s2, label) for i, (s1, s2, label) in enumerate(pairs * 4)]
+    tasks.write_glue_tsv(tmp_path / "glue" / "RTE" / name, ("index", "sentence1", "sentence2", "label"), rows)
+  args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--size", "small", "--seeds", "0",
+          "--electra_steps", "2", "--batch_size", "2", "--tasks", "rte", "--fractions", "1.0", "--train_size", "0",
+          "--finetune_epochs", "1", f"--glue_dir={tmp_path / 'glue'}", f"--workdir={tmp_path / 'work'}",
+          f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
+  run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+  assert run.returncode == 0, run.stderr[-2000:]
+  result = json.loads((tmp_path / "results" / "electra_compute_matched.json").read_text())
+  assert (result["size"], result["batch_size"], result["corpus"]) == ("small", 2, "bundled")
+  config = json.loads((tmp_path / "work" / "electra" / "s0" / "config.json").read_text())
+  assert (config["model"]["hidden_size"], config["model"]["num_layers"], config["train"]["batch_size"]) == (256, 12, 2)
+  assert {r["objective"] for r in result["rows"]} == {"random_init", "electra", "mlm"}
+  # Finetuning read the 8-example dev TSV: accuracies are multiples of 100 / 8.
+  assert all(
+    (r["scores"]["rte"] * 8 / 100) == pytest.approx(round(r["scores"]["rte"] * 8 / 100)) for r in result["rows"]
+  )
+
+
+def test_compute_matched_rejects_an_unknown_task_or_corpus_before_any_work(tmp_path):
+  args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--tasks", "wordnet_pos,sst3",
+          f"--workdir={tmp_path / 'work'}"]  # fmt: skip
+  run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+  assert run.returncode == 2
+  assert "--tasks: config arg task: unknown value 'sst3' (allowed: cola, sst2" in run.stderr.splitlines()[-1]
+  assert not (tmp_path / "work").exists()
+  run = subprocess.run(args[:3] + ["--corpus", "tfds:c4", f"--workdir={tmp_path / 'work'}"], cwd=REPO,
+                       capture_output=True, text=True, check=False)  # fmt: skip
+  assert run.returncode == 2
+  assert "data.corpus: unknown value 'tfds:c4' (allowed: bundled," in run.stderr.splitlines()[-1]
+  assert not (tmp_path / "work").exists()
