@@ -25,13 +25,14 @@ The paper-scale run (an accelerator; not run here: the paper's smallest Figure 1
 
   python -m benchmarks.electra.compute_matched [--size tiny] [--seeds 0,1,2] [--electra_steps 1000] \
       [--tasks wordnet_pos,negation] [--fractions 0.5,1.0] [--train_size 1000] [--finetune_epochs 10] \
-      [--corpus CONFIG] [--glue_dir DIR] [--batch_size CONFIG] [--workdir workdirs/electra_compute_matched] \
+      [--corpus CONFIG] [--glue_dir DIR] [--batch_size CONFIG] [--pretrain_set KEY=VALUE ...] [--workdir workdirs/electra_compute_matched] \
       [--ablation] [--results_dir results]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import time
@@ -59,9 +60,29 @@ GLUE_DIRS = {
 }
 
 
-def pretrain_config(size: str, objective: str, corpus: str = "", batch_size: int = 0):
+def parse_overrides(items: list[str] | None) -> dict:
+  """['optimizer.b2=0.98', 'optimizer.bias_correction=true'] -> {'optimizer.b2': 0.98, ...} (Python literals,
+  true/false, else the string)."""
+  overrides = {}
+  for item in items or []:
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+      raise ConfigError(f"--pretrain_set: expected KEY=VALUE, got {item!r}")
+    try:
+      value = {"true": True, "false": False}.get(text.lower(), None)
+      overrides[key] = ast.literal_eval(text) if value is None else value
+    except (SyntaxError, ValueError):
+      overrides[key] = text
+  return overrides
+
+
+def pretrain_config(size: str, objective: str, corpus: str = "", batch_size: int = 0, overrides: dict | None = None):
   """configs/electra/<size>.py for `objective` ('electra', 'mlm' = the twin, 'electra15' = the 15% ablation)."""
-  config = load_config(os.path.join(REPO, f"configs/electra/{size}.py"), "mlm=true" if objective == "mlm" else None, {})
+  path, arg = os.path.join(REPO, f"configs/electra/{size}.py"), "mlm=true" if objective == "mlm" else None
+  try:
+    config = load_config(path, arg, overrides)
+  except (AttributeError, KeyError, TypeError) as e:  # an unknown or mistyped --pretrain_set field
+    raise ConfigError(f"--pretrain_set: {' '.join(str(e).split())}") from e
   config.objective.disc_on_masked_only = objective == "electra15"  # the "ELECTRA 15%" ablation (paper Table 5)
   if corpus:
     config.data.corpus = corpus
@@ -72,7 +93,7 @@ def pretrain_config(size: str, objective: str, corpus: str = "", batch_size: int
 
 def pretrain_run(objective: str, seed: int, steps: int, fractions, workdir: str, args: argparse.Namespace) -> dict:
   """Runs (or resumes) one pretraining run; returns {'steps': [...], 'flops_per_step': f}."""
-  config = pretrain_config(args.size, objective, args.corpus, args.batch_size)
+  config = pretrain_config(args.size, objective, args.corpus, args.batch_size, parse_overrides(args.pretrain_set))
   if args.pretrain_lr:
     config.optimizer.peak_lr = args.pretrain_lr
   if args.warmup_fraction:
@@ -129,10 +150,18 @@ def main() -> None:
   )
   parser.add_argument("--corpus", default="", help="pretraining corpus (default: the config's, the bundled text)")
   parser.add_argument("--batch_size", type=int, default=0, help="pretraining batch (0 = the config's)")
+  parser.add_argument(
+    "--pretrain_set",
+    action="append",
+    metavar="KEY=VALUE",
+    help="override a pretraining config field for both objectives, e.g. optimizer.b2=0.98 (repeatable)",
+  )
   parser.add_argument("--glue_dir", default="", help="GLUE TSV tree (CoLA/, SST-2/, ...); '' = tfds glue/<task>")
   parser.add_argument("--workdir", default="workdirs/electra_compute_matched")
   parser.add_argument("--results_dir", default=None, help="where the JSON + plot go (default: results/)")
   args = parser.parse_args()
+  if args.electra_steps < 1:
+    parser.error(f"--electra_steps: must be >= 1, got {args.electra_steps}")
   for task in args.tasks.split(","):  # bad task names fail here, before any pretraining
     try:
       load_config(GLUE, f"task={task},size={args.size}", {})
@@ -143,10 +172,12 @@ def main() -> None:
   fractions = [float(f) for f in args.fractions.split(",")]
   started = time.perf_counter()
 
-  electra_config = pretrain_config(args.size, "electra", args.corpus, args.batch_size)
-  mlm_config = pretrain_config(args.size, "mlm", args.corpus, args.batch_size)
-  try:  # e.g. an unknown --corpus: one line before any work
+  try:  # an unknown --corpus or --pretrain_set field: one line before any work
+    overrides = parse_overrides(args.pretrain_set)
+    electra_config = pretrain_config(args.size, "electra", args.corpus, args.batch_size, overrides)
+    mlm_config = pretrain_config(args.size, "mlm", args.corpus, args.batch_size, overrides)
     pretrain.validate(electra_config)
+    pretrain.validate(mlm_config)
   except ConfigError as e:
     parser.error(str(e))
   electra_flops = pretrain.flops_per_step(electra_config) * args.electra_steps
@@ -245,6 +276,7 @@ def main() -> None:
       size=args.size,
       corpus=electra_config.data.corpus,
       batch_size=electra_config.train.batch_size,
+      pretrain_overrides=parse_overrides(args.pretrain_set),
       seeds=seeds,
       tasks=tasks,
       electra_steps=args.electra_steps,

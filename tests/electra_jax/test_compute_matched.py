@@ -53,6 +53,7 @@ def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
   args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--size", "small", "--seeds", "0",
           "--electra_steps", "2", "--batch_size", "2", "--tasks", "rte", "--fractions", "1.0", "--train_size", "0",
           "--finetune_epochs", "1", f"--glue_dir={tmp_path / 'glue'}", f"--workdir={tmp_path / 'work'}",
+          "--pretrain_set", "optimizer.b2=0.98", "--pretrain_set", "optimizer.bias_correction=true",
           f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
   run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr[-2000:]
@@ -60,6 +61,10 @@ def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
   assert (result["size"], result["batch_size"], result["corpus"]) == ("small", 2, "bundled")
   config = json.loads((tmp_path / "work" / "electra" / "s0" / "config.json").read_text())
   assert (config["model"]["hidden_size"], config["model"]["num_layers"], config["train"]["batch_size"]) == (256, 12, 2)
+  for objective in ("electra", "mlm"):  # --pretrain_set reaches both objectives
+    optimizer = json.loads((tmp_path / "work" / objective / "s0" / "config.json").read_text())["optimizer"]
+    assert (optimizer["b2"], optimizer["bias_correction"]) == (0.98, True)
+  assert result["pretrain_overrides"] == {"optimizer.b2": 0.98, "optimizer.bias_correction": True}
   assert {r["objective"] for r in result["rows"]} == {"random_init", "electra", "mlm"}
   # Finetuning read the 8-example dev TSV: accuracies are multiples of 100 / 8.
   assert all(
@@ -67,7 +72,7 @@ def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
   )
 
 
-def test_compute_matched_rejects_an_unknown_task_or_corpus_before_any_work(tmp_path):
+def test_compute_matched_rejects_bad_tasks_corpus_and_overrides_before_any_work(tmp_path):
   args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--tasks", "wordnet_pos,sst3",
           f"--workdir={tmp_path / 'work'}"]  # fmt: skip
   run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
@@ -79,3 +84,9 @@ def test_compute_matched_rejects_an_unknown_task_or_corpus_before_any_work(tmp_p
   assert run.returncode == 2
   assert "data.corpus: unknown value 'tfds:c4' (allowed: bundled," in run.stderr.splitlines()[-1]
   assert not (tmp_path / "work").exists()
+  for bad, message in (("optimizer.beta2=0.98", 'Key "beta2" does not exist'), ("optimizer.b2", "expected KEY=VALUE")):
+    run = subprocess.run(args[:3] + ["--pretrain_set", bad, f"--workdir={tmp_path / 'work'}"], cwd=REPO,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert run.returncode == 2
+    assert "--pretrain_set: " in run.stderr.splitlines()[-1] and message in run.stderr.splitlines()[-1]
+    assert not (tmp_path / "work").exists()
