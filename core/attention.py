@@ -11,7 +11,8 @@ when q/k/v are bfloat16. A query row whose keys are all masked returns zeros (no
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -64,7 +64,7 @@ class BertConfig:
   def compute_dtype(self) -> Any:
     return _DTYPES[self.dtype]
 
-  def validate(self) -> "BertConfig":
+  def validate(self) -> BertConfig:
     """Raises a one-line ValueError on an inconsistent config; returns self."""
     for name in (
       "vocab_size",
@@ -101,7 +101,7 @@ class BertConfig:
     return dataclasses.asdict(self)
 
   @classmethod
-  def from_dict(cls, d: dict[str, Any]) -> "BertConfig":
+  def from_dict(cls, d: dict[str, Any]) -> BertConfig:
     """Builds and validates a config from `to_dict` output; unknown keys are a one-line ValueError."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - known)
@@ -109,7 +109,7 @@ class BertConfig:
       raise ValueError(f"BertConfig.from_dict: unknown keys {unknown}; known keys {sorted(known)}")
     return cls(**d).validate()
 
-  def replace(self, **changes: Any) -> "BertConfig":
+  def replace(self, **changes: Any) -> BertConfig:
     return dataclasses.replace(self, **changes).validate()
 
 

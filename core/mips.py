@@ -214,7 +214,7 @@ class ScannIndex:
     anisotropic_quantization_threshold: float = 0.2,
     brute_force_below: int = 2000,
     training_threads: int = 0,
-  ) -> "ScannIndex":
+  ) -> ScannIndex:
     """Builds a 'dot_product' ScaNN searcher; None arguments get defaults scaled to N.
 
     Defaults: num_leaves = min(round(sqrt(N)), 2000); num_leaves_to_search = max(num_leaves // 10,
@@ -299,7 +299,7 @@ class ScannIndex:
     return directory
 
   @classmethod
-  def load(cls, directory) -> "ScannIndex":
+  def load(cls, directory) -> ScannIndex:
     """Loads an index written by `save`."""
     directory = Path(directory)
     if not (directory / _INDEX_META).is_file() or not (directory / _SCANN_ASSETS).is_file():

@@ -108,9 +108,7 @@ def make_optimizer(
   """
   schedule = make_schedule(opt, total_steps)
   if scale_by is None:
-    if opt.name in ("adamw", "adam"):
-      scale_by = optax.scale_by_adam(b1=opt.b1, b2=opt.b2, eps=opt.eps)
-    elif opt.name == "lamb":
+    if opt.name in ("adamw", "adam", "lamb"):  # LAMB = Adam moments + the trust ratio below
       scale_by = optax.scale_by_adam(b1=opt.b1, b2=opt.b2, eps=opt.eps)
     elif opt.name == "sgd":
       scale_by = optax.trace(decay=opt.b1)

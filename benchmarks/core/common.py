@@ -8,8 +8,9 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +65,7 @@ def metadata() -> dict:
     platform=platform.platform(),
     python=platform.python_version(),
     numpy_version=np.__version__,
-    date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
   )
 
 

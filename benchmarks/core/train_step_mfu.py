@@ -17,8 +17,7 @@ import numpy as np
 
 from benchmarks.core import common
 from core import bert as bert_lib
-from core import mlm
-from core import optim
+from core import mlm, optim
 from core import train as train_lib
 
 SHAPES = {  # hidden, layers, heads, ffn, embedding, batch, seq_len

@@ -164,7 +164,7 @@ def test_multi_head_attention_module_params_and_reference():
   out = jax.jit(lambda p, x_: mha.apply({"params": p}, x_, mask))(params, x)
   assert out.shape == (b, l, h)
   p = jax.tree.map(np.asarray, params)
-  proj = lambda name, y: y @ p[name]["kernel"] + p[name]["bias"]  # noqa: E731
+  proj = lambda name, y: y @ p[name]["kernel"] + p[name]["bias"]
   q, k, v = (proj(nm, x).reshape(b, l, n, h // n) for nm in ("query", "key", "value"))
   allowed = np.broadcast_to(np.asarray(mask), (b, n, l, l))
   ref = proj("out", naive_attention(q, k, v, allowed).reshape(b, l, h))

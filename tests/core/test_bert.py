@@ -110,8 +110,8 @@ def test_tiny_param_tree_and_shapes():
   params = bert.BertEncoder(TINY).init(jax.random.key(0), ids, types, mask)["params"]
   shapes = jax.tree.map(lambda a: a.shape, params)
   h, f = 32, 64
-  dense = lambda i, o: {"kernel": (i, o), "bias": (o,)}  # noqa: E731
-  norm = lambda n: {"scale": (n,), "bias": (n,)}  # noqa: E731
+  dense = lambda i, o: {"kernel": (i, o), "bias": (o,)}
+  norm = lambda n: {"scale": (n,), "bias": (n,)}
   layer = {
     "attention": {k: dense(h, h) for k in ("query", "key", "value", "out")},
     "attention_layer_norm": norm(h),
@@ -195,7 +195,7 @@ def test_dropout_only_when_not_deterministic():
     ids,
     types,
     mask,
-    deterministic=det,  # noqa: E731
+    deterministic=det,
     rngs={"dropout": jax.random.key(seed)},
   )
   np.testing.assert_array_equal(run(True, 1), run(True, 2))

@@ -1,8 +1,8 @@
 """`make demo`'s entry point on a small corpus: real MiniLM, real WordNet/Wikipedia/quiz data."""
 
 import json
-import sys
 import os
+import sys
 
 from core import demo
 from tests.helpers import REPO, load_config, run_module
