@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from core import tree as tree_lib
+
 
 class CheckpointError(RuntimeError):
   """A checkpoint that cannot be used: unreadable, or saved from a different model."""
@@ -70,16 +72,10 @@ class Checkpointer:
       raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
     if saved is None:
       raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: no 'state' item")
-    saved_shapes = {_path(p): tuple(getattr(m, "shape", ())) for p, m in _leaves_with_path(saved)}
-    for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_state):
-      name = jax.tree_util.keystr(path, simple=True, separator="/")
-      if name not in saved_shapes:
-        raise CheckpointError(f"checkpoint {self.directory}/{step} has no entry {name} (saved from a different model?)")
-      if saved_shapes[name] != tuple(leaf.shape):
-        raise CheckpointError(
-          f"checkpoint {self.directory}/{step}: {name} has shape {saved_shapes[name]}, "
-          f"the model expects {tuple(leaf.shape)} (different config?)"
-        )
+    try:
+      tree_lib.check_shapes(abstract_state, saved, f"checkpoint {self.directory}/{step}")
+    except tree_lib.ShapeError as e:
+      raise CheckpointError(f"{e} (saved from a different model or config?)") from None
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -87,15 +83,6 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
-
-
-def _leaves_with_path(tree: Any):
-  is_leaf = lambda x: hasattr(x, "shape") and not isinstance(x, dict)
-  return jax.tree_util.tree_leaves_with_path(tree, is_leaf=is_leaf)
-
-
-def _path(path: tuple[Any, ...]) -> str:
-  return jax.tree_util.keystr(path, simple=True, separator="/")
 
 
 def _first_line(e: BaseException) -> str:

@@ -22,6 +22,7 @@ import ml_collections
 import optax
 
 from core import config as config_lib
+from core import tree as tree_lib
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "lamb")
 SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "warmup_times_linear")
@@ -85,13 +86,13 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
 def decay_mask(params: Any) -> Any:
   """True where weight decay applies: every weight matrix/table, never biases or LayerNorm parameters."""
 
-  def wants_decay(path, leaf):
-    names = [str(getattr(k, "key", getattr(k, "name", k))).lower() for k in path]
-    if names and names[-1] in ("bias", "scale"):
+  def wants_decay(path: str, leaf: Any) -> bool:
+    names = path.lower().split("/")
+    if names[-1] in ("bias", "scale"):
       return False
     return not any(tag in name for name in names for tag in _NO_DECAY_NAMES) and jnp.ndim(leaf) > 1
 
-  return jax.tree_util.tree_map_with_path(wants_decay, params)
+  return tree_lib.map_with_path_str(wants_decay, params)
 
 
 def make_optimizer(

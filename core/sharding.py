@@ -16,6 +16,8 @@ import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from core import tree as tree_lib
+
 DATA = "data"
 MODEL = "model"
 
@@ -47,19 +49,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
-def path_name(path: tuple[Any, ...]) -> str:
-  """'encoder/layer_0/attention/query/kernel' for a pytree key path."""
-  parts = []
-  for key in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(key, attr):
-        parts.append(str(getattr(key, attr)))
-        break
-    else:
-      parts.append(str(key))
-  return "/".join(parts)
-
-
 def param_shardings(params: Any, mesh: Mesh, rules: Sequence[tuple[str, P]] = ()) -> Any:
   """NamedShardings for a param tree: the first regex in `rules` that matches a leaf's path wins; else replicated.
 
@@ -67,8 +56,7 @@ def param_shardings(params: Any, mesh: Mesh, rules: Sequence[tuple[str, P]] = ()
   """
   compiled = [(re.compile(pattern), spec) for pattern, spec in rules]
 
-  def for_leaf(path, leaf):
-    name = path_name(path)
+  def for_leaf(name: str, leaf: Any) -> NamedSharding:
     for pattern, spec in compiled:
       if pattern.fullmatch(name):
         if len(spec) > np.ndim(leaf):
@@ -76,7 +64,7 @@ def param_shardings(params: Any, mesh: Mesh, rules: Sequence[tuple[str, P]] = ()
         return NamedSharding(mesh, spec)
     return NamedSharding(mesh, P())
 
-  return jax.tree_util.tree_map_with_path(for_leaf, params)
+  return tree_lib.map_with_path_str(for_leaf, params)
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
