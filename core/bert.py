@@ -334,12 +334,3 @@ def param_count(params: Any) -> int:
   """Total number of scalars in a param pytree."""
   return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))
 
-
-def load_hf_bert(path: Any, *, dtype: str = "float32", with_mlm_head: bool = False) -> tuple[BertConfig, dict]:
-  """(BertConfig, params) from a HuggingFace BERT-family safetensors checkpoint + config.json.
-
-  See `core.bert_import.load_hf_bert` (kept there so this module stays about the model).
-  """
-  from core.bert_import import load_hf_bert as _load  # local import: bert_import depends on this module
-
-  return _load(path, dtype=dtype, with_mlm_head=with_mlm_head)

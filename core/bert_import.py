@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from core import tree as tree_lib
 from core.bert import BertConfig, BertEncoder, BertForMlm
 
 # Model types whose weights follow the BERT layout exactly (RoBERTa offsets positions by padding_idx + 1, so no).
@@ -205,11 +206,7 @@ def load_hf_bert(path: Any, *, dtype: str = "float32", with_mlm_head: bool = Fal
       )
 
   params = traverse_util.unflatten_dict({k: jnp.asarray(v) for k, v in flat.items()})
-  ref = traverse_util.unflatten_dict(expected)
-  got_shapes = jax.tree.map(lambda a: (a.shape, a.dtype), params)
-  want_shapes = jax.tree.map(lambda a: (a.shape, a.dtype), ref)
-  if jax.tree.structure(params) != jax.tree.structure(ref) or got_shapes != want_shapes:
-    raise AssertionError("loaded params do not match the model's eval_shape tree")
+  tree_lib.check_shapes(traverse_util.unflatten_dict(expected), params, weights_path.name)
   return config, params
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core import bert as bert_lib
+from core import bert_import
 from core import config as config_lib
 from core import mips
 
@@ -64,7 +65,7 @@ class Embedder:
     from core.data import corpora, tokenizers
 
     model_dir = corpora.minilm_dir()
-    self.config, self.params = bert_lib.load_hf_bert(model_dir)
+    self.config, self.params = bert_import.load_hf_bert(model_dir)
     self.tokenizer = tokenizers.WordPieceTokenizer(model_dir / "vocab.txt")
     self.model = bert_lib.BertEncoder(self.config)
     self.max_length, self.batch_size = max_length, batch_size

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from core import bert as bert_lib
+from core import bert_import
 from core import config as config_lib
 from core import mlm
 from core import train as train_lib
@@ -102,7 +103,7 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
     params = model.init(key, dummy)["params"]
     if config.init_from:
       path = corpora.minilm_dir() if config.init_from == "minilm" else config.init_from
-      loaded_config, encoder_params = bert_lib.load_hf_bert(path)
+      loaded_config, encoder_params = bert_import.load_hf_bert(path)
       if loaded_config.hidden_size != model_config.hidden_size or loaded_config.num_layers != model_config.num_layers:
         raise config_lib.ConfigError(
           f"init_from: checkpoint has hidden {loaded_config.hidden_size} x "

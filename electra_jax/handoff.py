@@ -11,7 +11,7 @@ finetuned"; paper §2 ("we throw out the generator and only fine-tune the discri
       {'encoder', 'head'}). The model sizes come from `DIR/config.json` when present, else from the param shapes;
       the number of heads (not visible in any shape) from config.json, else `num_heads`, else
       `heads_for_hidden[hidden]`, else hidden // 64 (ELECTRA's head width at every size);
-  (b) a HuggingFace BERT / ELECTRA directory (config.json + model.safetensors; `core.bert.load_hf_bert`);
+  (b) a HuggingFace BERT / ELECTRA directory (config.json + model.safetensors; `core.bert_import.load_hf_bert`);
   (c) '' → (None, None): the caller initialises the encoder randomly from its own config.
 """
 
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from core import bert as bert_lib
+from core import bert_import
 
 _LAYER = re.compile(r"^layer_(\d+)$")
 _ENCODER_KEYS = re.compile(r"^(layer_\d+|embeddings_project)$")
@@ -213,7 +214,7 @@ def load_pretrained_encoder(
     return load_workdir_encoder(p, step=step, num_heads=num_heads, heads_for_hidden=heads_for_hidden)
   if is_hf_dir(p):
     try:
-      config, params = bert_lib.load_hf_bert(p)
+      config, params = bert_import.load_hf_bert(p)
     except (ValueError, KeyError, OSError) as e:
       raise HandoffError(f"{p}: HuggingFace checkpoint not loadable: {str(e).splitlines()[0]}") from None
     return config, _to_numpy(params)

@@ -57,7 +57,7 @@ def golden():
 
 @pytest.fixture(scope="module")
 def minilm(minilm_dir):
-  return bert.load_hf_bert(minilm_dir)
+  return bert_import.load_hf_bert(minilm_dir)
 
 
 def _encode(config, params, g):
@@ -276,16 +276,16 @@ def test_load_round_trip_with_prefix_pooler_and_head(tmp_path):
     tensors["bert.embeddings.position_ids"] = np.arange(40, dtype=np.int64)[None]
     tensors["cls.predictions.decoder.weight"] = tensors["bert.embeddings.word_embeddings.weight"]
     d = _write_checkpoint(tmp_path / f"e{cfg.emb_size}", cfg, tensors)
-    loaded_cfg, loaded = bert.load_hf_bert(d, with_mlm_head=True)
+    loaded_cfg, loaded = bert_import.load_hf_bert(d, with_mlm_head=True)
     assert loaded_cfg == cfg
     jax.tree.map(np.testing.assert_array_equal, loaded, params)
-    _, enc = bert.load_hf_bert(d / "model.safetensors")
+    _, enc = bert_import.load_hf_bert(d / "model.safetensors")
     jax.tree.map(np.testing.assert_array_equal, enc, params["encoder"])
   # A checkpoint without cls.predictions.* (like MiniLM) cannot fill the MLM head.
   _, tensors = _tiny_checkpoint_tensors(TINY)
   d = _write_checkpoint(tmp_path / "nohead", TINY, tensors)
   with pytest.raises(ValueError, match="no MLM head"):
-    bert.load_hf_bert(d, with_mlm_head=True)
+    bert_import.load_hf_bert(d, with_mlm_head=True)
 
 
 def _one_line_error(exc_type, fn, match):
@@ -301,22 +301,22 @@ def test_load_errors_are_one_line(tmp_path):
   bad = dict(tensors)
   bad["encoder.layer.1.intermediate.dense.weight"] = np.zeros((64, 31), np.float32)
   d = _write_checkpoint(tmp_path / "shape", TINY, bad)
-  msg = _one_line_error(ValueError, lambda: bert.load_hf_bert(d), "encoder.layer.1.intermediate.dense.weight")
+  msg = _one_line_error(ValueError, lambda: bert_import.load_hf_bert(d), "encoder.layer.1.intermediate.dense.weight")
   assert "(64, 31)" in msg and "(64, 32)" in msg
   # Missing tensors are listed.
   partial = {k: v for k, v in tensors.items() if ".layer.1." not in k}
   d = _write_checkpoint(tmp_path / "missing", TINY, partial)
-  msg = _one_line_error(ValueError, lambda: bert.load_hf_bert(d), "missing")
+  msg = _one_line_error(ValueError, lambda: bert_import.load_hf_bert(d), "missing")
   assert "encoder.layer.1.attention.self.query.weight" in msg
   # More layers in the file than config.json announces.
   d = _write_checkpoint(tmp_path / "extra", TINY.replace(num_layers=1), tensors)
-  _one_line_error(ValueError, lambda: bert.load_hf_bert(d), "encoder.layer.1")
+  _one_line_error(ValueError, lambda: bert_import.load_hf_bert(d), "encoder.layer.1")
   # Unsupported activation.
   hf = bert_import.hf_config_dict(TINY) | {"hidden_act": "relu"}
   d = _write_checkpoint(tmp_path / "act", TINY, tensors, hf)
-  _one_line_error(ValueError, lambda: bert.load_hf_bert(d), "hidden_act")
+  _one_line_error(ValueError, lambda: bert_import.load_hf_bert(d), "hidden_act")
   # Missing files.
-  _one_line_error(FileNotFoundError, lambda: bert.load_hf_bert(tmp_path / "nowhere"), "nowhere")
+  _one_line_error(FileNotFoundError, lambda: bert_import.load_hf_bert(tmp_path / "nowhere"), "nowhere")
   (tmp_path / "noconfig").mkdir()
   save_file(tensors, str(tmp_path / "noconfig" / "model.safetensors"))
-  _one_line_error(FileNotFoundError, lambda: bert.load_hf_bert(tmp_path / "noconfig"), "config.json")
+  _one_line_error(FileNotFoundError, lambda: bert_import.load_hf_bert(tmp_path / "noconfig"), "config.json")
