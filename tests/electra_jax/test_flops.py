@@ -51,3 +51,13 @@ def test_tiny_mlm_twin_is_compute_matched():
   spent = [pretrain.flops_per_step(c) * c.train.total_steps for c in (electra, twin)]
   assert spent[1] == pytest.approx(spent[0], rel=0.01)
   assert twin.objective.name == "mlm" and twin.model == electra.model and twin.optimizer == electra.optimizer
+
+
+def test_discriminator_model_flops_are_the_matmuls():
+  # What benchmarks/electra/step_vs_torch.py reports as model FLOPs: E -> H projection, per layer QKVO + FFN + QKᵀ +
+  # AV, the head dense(h) and logit; training = 3 x forward.
+  h, f, e, n, batch, seq_len = 256, 1024, 128, 12, 32, 128
+  per_token = n * (2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h) + 2 * e * h + 2 * (h * h + h)
+  shape = flops.TransformerShape.from_bert_config(SMALL, seq_len)
+  got = flops.discriminator_train_flops(shape, batch, backward_factor=2.0, matmul_only=True)
+  assert got == pytest.approx(3.0 * per_token * batch * seq_len, rel=1e-12)
