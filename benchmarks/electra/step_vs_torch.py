@@ -11,6 +11,7 @@ against the fp32 matmul peak measured in the same run.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 
 import jax
@@ -19,22 +20,12 @@ import numpy as np
 import optax
 
 from benchmarks.core import common
+from configs.electra import common as electra_configs
 from core import bert as bert_lib
+from core import flops as core_flops
+from electra_jax import flops as electra_flops
 from electra_jax import model as model_lib
 from electra_jax import objective
-
-SIZES = {  # hidden, layers, heads, ffn, embedding
-  "small": (256, 12, 4, 1024, 128),
-  "base": (768, 12, 12, 3072, 768),
-  "tiny": (128, 4, 2, 512, 128),
-}
-
-
-def discriminator_train_matmul_flops(config: bert_lib.BertConfig, batch: int, seq_len: int) -> float:
-  """Matmul FLOPs of fwd + bwd (= 3 x forward): E->H projection, per layer QKVO + FFN + QK^T + AV, the head."""
-  h, f, e, n = config.hidden_size, config.intermediate_size, config.emb_size, config.num_layers
-  per_token = n * (2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h) + (2 * e * h if e != h else 0) + 2 * (h * h + h)
-  return 3.0 * per_token * batch * seq_len
 
 
 def _batch(batch: int, seq_len: int, seed: int = 0):
@@ -77,19 +68,20 @@ def ours_tokens_per_s(disc_config, batch: int, seq_len: int, steps: int) -> tupl
   return median, batch * seq_len / median
 
 
-def torch_tokens_per_s(hidden, layers, heads, ffn, emb, batch: int, seq_len: int, steps: int) -> tuple[float, float]:
+def torch_tokens_per_s(disc_config: bert_lib.BertConfig, batch: int, seq_len: int, steps: int) -> tuple[float, float]:
+  """The same step in HuggingFace transformers' ElectraForPreTraining (eager PyTorch)."""
   import torch
   from transformers import ElectraConfig, ElectraForPreTraining
 
   torch.manual_seed(0)
   config = ElectraConfig(
-    vocab_size=30522,
-    embedding_size=emb,
-    hidden_size=hidden,
-    num_hidden_layers=layers,
-    num_attention_heads=heads,
-    intermediate_size=ffn,
-    max_position_embeddings=512,
+    vocab_size=disc_config.vocab_size,
+    embedding_size=disc_config.emb_size,
+    hidden_size=disc_config.hidden_size,
+    num_hidden_layers=disc_config.num_layers,
+    num_attention_heads=disc_config.num_heads,
+    intermediate_size=disc_config.intermediate_size,
+    max_position_embeddings=disc_config.max_position_embeddings,
   )
   model = ElectraForPreTraining(config).train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
@@ -110,31 +102,26 @@ def torch_tokens_per_s(hidden, layers, heads, ffn, emb, batch: int, seq_len: int
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--size", default="small", choices=sorted(SIZES))
+  parser.add_argument("--size", default="small", choices=sorted(electra_configs.SIZES))
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--seq_len", type=int, default=128)
   parser.add_argument("--steps", type=int, default=8)
   args = parser.parse_args()
   import torch
 
-  torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
-  hidden, layers, heads, ffn, emb = SIZES[args.size]
-  disc_config = bert_lib.BertConfig(
-    vocab_size=30522,
-    hidden_size=hidden,
-    num_layers=layers,
-    num_heads=heads,
-    intermediate_size=ffn,
-    embedding_size=emb if emb != hidden else None,
-  )
+  torch.set_num_threads(max(1, os.cpu_count() or 1))
+  disc_config = bert_lib.from_model_section(electra_configs.model(args.size)).validate()
   peak = common.measure_matmul_peak((1024, 2048), repeats=3)
   ours_s, ours_tps = ours_tokens_per_s(disc_config, args.batch, args.seq_len, args.steps)
-  torch_s, torch_tps = torch_tokens_per_s(hidden, layers, heads, ffn, emb, args.batch, args.seq_len, args.steps)
-  model_flops = discriminator_train_matmul_flops(disc_config, args.batch, args.seq_len)
-  mfu = model_flops / ours_s / peak["peak_flops"]
+  torch_s, torch_tps = torch_tokens_per_s(disc_config, args.batch, args.seq_len, args.steps)
+  # Model FLOPs of fwd + bwd (= 3 x forward): E->H projection, per layer QKVO + FFN + QKᵀ + AV, the head.
+  shape = core_flops.TransformerShape.from_bert_config(disc_config, args.seq_len)
+  model_flops = electra_flops.discriminator_train_flops(shape, args.batch, backward_factor=2.0, matmul_only=True)
+  mfu = core_flops.mfu(model_flops, ours_s, peak["peak_flops"])
   ratio = torch_s / ours_s
   print(
-    f"shape B={args.batch} L={args.seq_len} H={hidden} layers={layers} | ours {ours_s * 1e3:.0f} ms/step "
+    f"shape B={args.batch} L={args.seq_len} H={disc_config.hidden_size} layers={disc_config.num_layers} | "
+    f"ours {ours_s * 1e3:.0f} ms/step "
     f"({ours_tps:.0f} tok/s) | torch {torch.__version__} {torch_s * 1e3:.0f} ms/step ({torch_tps:.0f} tok/s) | "
     f"ratio {ratio:.2f}x (goal >= 1.3x) | MFU {mfu:.1%} of measured fp32 peak {peak['peak_flops'] / 1e9:.0f} "
     f"GFLOP/s (goal >= 50%)"
