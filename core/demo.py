@@ -26,6 +26,7 @@ from tqdm import tqdm
 from core import bert as bert_lib
 from core import bert_import
 from core import config as config_lib
+from core import main as main_lib
 from core import mips
 
 
@@ -175,4 +176,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 if __name__ == "__main__":
-  config_lib.run_main(run, validate, "configs/core/search_demo.py")
+  main_lib.run_main(run, validate, "configs/core/search_demo.py")

@@ -1,7 +1,8 @@
 """Optimizer factory from a config: optax chains with schedules, clipping and a LayerNorm/bias-free decay mask.
 
-`config.optimizer` fields: name (adamw | adam | sgd | lamb), peak_lr, schedule, warmup_steps, end_lr_fraction,
-weight_decay, b1, b2, eps, clip_norm. Schedules:
+`config.optimizer` fields (schema, defaults and checks: `core.config.default_optimizer` / `validate_optimizer`):
+name (adamw | adam | sgd | lamb), peak_lr, schedule, warmup_steps, end_lr_fraction, weight_decay, b1, b2, eps,
+clip_norm. Schedules:
 
 - `constant`: peak after linear warmup.
 - `warmup_linear`: linear warmup to peak, then linear decay to `end_lr_fraction`·peak at `total_steps` (BERT).
@@ -24,39 +25,7 @@ import optax
 from core import config as config_lib
 from core import tree as tree_lib
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "lamb")
-SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "warmup_times_linear")
 _NO_DECAY_NAMES = ("layernorm", "layer_norm", "ln_", "norm")
-
-
-def validate(config: ml_collections.ConfigDict, prefix: str = "optimizer") -> None:
-  """One-line ConfigErrors for the optimizer section."""
-  config_lib.check_choice(config, f"{prefix}.name", OPTIMIZERS)
-  config_lib.check_choice(config, f"{prefix}.schedule", SCHEDULES)
-  config_lib.check_positive(config, f"{prefix}.peak_lr")
-  config_lib.check_int(config, f"{prefix}.warmup_steps", minimum=0)
-  config_lib.check_positive(config, f"{prefix}.weight_decay", allow_zero=True)
-  config_lib.check_positive(config, f"{prefix}.clip_norm", allow_zero=True)
-  config_lib.check_range(config, f"{prefix}.end_lr_fraction", 0.0, 1.0, inclusive=True)
-  for beta in ("b1", "b2"):
-    config_lib.check_range(config, f"{prefix}.{beta}", 0.0, 1.0, inclusive=False)
-
-
-def default_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(
-    dict(
-      name="adamw",
-      peak_lr=1e-4,
-      schedule="warmup_linear",
-      warmup_steps=0,
-      end_lr_fraction=0.0,
-      weight_decay=0.01,
-      b1=0.9,
-      b2=0.999,
-      eps=1e-6,
-      clip_norm=1.0,
-    )
-  )
 
 
 def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
@@ -80,7 +49,8 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
       return peak * warm * (end / peak + (1.0 - end / peak) * decay)
 
     return schedule
-  raise config_lib.ConfigError(f"optimizer.schedule: unknown value {opt.schedule!r} (allowed: {', '.join(SCHEDULES)})")
+  allowed = ", ".join(config_lib.SCHEDULES)
+  raise config_lib.ConfigError(f"optimizer.schedule: unknown value {opt.schedule!r} (allowed: {allowed})")
 
 
 def decay_mask(params: Any) -> Any:
@@ -114,7 +84,8 @@ def make_optimizer(
     elif opt.name == "sgd":
       scale_by = optax.trace(decay=opt.b1)
     else:
-      raise config_lib.ConfigError(f"optimizer.name: unknown value {opt.name!r} (allowed: {', '.join(OPTIMIZERS)})")
+      allowed = ", ".join(config_lib.OPTIMIZERS)
+      raise config_lib.ConfigError(f"optimizer.name: unknown value {opt.name!r} (allowed: {allowed})")
   parts = []
   if opt.clip_norm > 0:
     parts.append(optax.clip_by_global_norm(opt.clip_norm))

@@ -16,78 +16,47 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from core import bert as bert_lib
-from core import bert_import
+from core import bert_import, mlm, pretraining
 from core import config as config_lib
-from core import mlm
+from core import main as main_lib
 from core import train as train_lib
 
 CORPORA = ("wikipedia", "lee")
 INIT_FROM = ("", "minilm")
 
 
-def bert_config(config: ml_collections.ConfigDict) -> bert_lib.BertConfig:
-  return bert_lib.from_model_section(config.model)
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
   """One-line ConfigErrors before any data is read or any directory is written."""
   train_lib.validate(config)
-  try:
-    model = bert_config(config).validate()
-  except (TypeError, ValueError) as e:
-    raise config_lib.ConfigError(f"model: {e}") from None
-  config_lib.check_choice(config, "data.corpus", CORPORA)
-  config_lib.check_choice(config, "data.shard_by", ("rows", "documents"))
-  config_lib.check_int(config, "data.seq_len", minimum=8)
-  if config.data.seq_len > model.max_position_embeddings:
-    raise config_lib.ConfigError(
-      f"data.seq_len: {config.data.seq_len} exceeds model.max_position_embeddings {model.max_position_embeddings}"
-    )
-  config_lib.check_range(config, "data.eval_fraction", 0.0, 1.0)
-  config_lib.check_range(config, "mlm.mask_prob", 0.0, 1.0)
-  config_lib.check_range(config, "mlm.mask_token_fraction", 0.0, 1.0, inclusive=True)
-  config_lib.check_range(config, "mlm.random_token_fraction", 0.0, 1.0 - config.mlm.mask_token_fraction, inclusive=True)
-  if config.data.vocab_path:
-    config_lib.check_file(config, "data.vocab_path", "a BERT WordPiece vocab.txt (run `make data` for the bundled one)")
-  init_from = config.init_from
-  if init_from not in INIT_FROM and not os.path.isdir(os.path.expanduser(init_from)):
+  model = pretraining.model_config(config)
+  pretraining.validate_data(config, CORPORA, model.max_position_embeddings)
+  pretraining.validate_masking(config, "mlm")
+  init_from = config_lib.get(config, "init_from")
+  if not isinstance(init_from, str) or not (init_from in INIT_FROM or os.path.isdir(os.path.expanduser(init_from))):
     raise config_lib.ConfigError(
       f"init_from: {init_from!r} is neither a HuggingFace checkpoint directory nor one of "
       f"{', '.join(repr(x) for x in INIT_FROM)}"
     )
 
 
-def load_documents(config: ml_collections.ConfigDict, tokenizer) -> tuple[list[np.ndarray], list[np.ndarray]]:
-  """Tokenized (train, eval) documents; the last `eval_fraction` of documents are held out."""
-  from core.data import corpora
-
-  if config.data.corpus == "wikipedia":
-    texts = [text for _, text in corpora.wikipedia_articles()]
-  else:
-    texts = corpora.lee_corpus()
-  if config.data.max_documents:
-    texts = texts[: config.data.max_documents]
-  ids = [d for d in tokenizer.encode_documents(texts) if d.size]
-  n_eval = max(1, int(round(len(ids) * config.data.eval_fraction)))
-  return ids[:-n_eval], ids[-n_eval:]
-
-
 def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
   from core.data import corpora, pipeline, tokenizers
 
   tokenizer = tokenizers.WordPieceTokenizer(config.data.vocab_path or corpora.bert_vocab_path())
-  model_config = bert_config(config)
+  model_config = pretraining.model_config(config)
   if model_config.vocab_size != tokenizer.vocab_size:
     raise config_lib.ConfigError(
       f"model.vocab_size: {model_config.vocab_size} != the tokenizer's {tokenizer.vocab_size} entries"
     )
   model = bert_lib.BertForMlm(model_config)
-  train_docs, eval_docs = load_documents(config, tokenizer)
+  train_docs, eval_docs = pretraining.split_documents(
+    pretraining.bundled_texts(config.data.corpus), tokenizer, config.data, shuffle_seed=None
+  )
   seq_len, batch_size = config.data.seq_len, config.train.batch_size
   specials = (tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id, tokenizer.pad_id)
+  rows = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id)
   corrupt = functools.partial(
     mlm.mask_tokens,
     mask_prob=config.mlm.mask_prob,
@@ -132,55 +101,20 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
 
   def train_data(shard_index, shard_count):
     return pipeline.host_lm_dataset(
-      train_docs,
-      seq_len,
-      batch_size,
-      config.seed,
-      shard_index,
-      shard_count,
-      config.data.shard_by,
-      cls_id=tokenizer.cls_id,
-      sep_id=tokenizer.sep_id,
-      pad_id=tokenizer.pad_id,
+      train_docs, seq_len, batch_size, config.seed, shard_index, shard_count, config.data.shard_by, **rows
     )
 
-  eval_batches = list(
-    _take(
-      iter(
-        pipeline.lm_dataset(
-          eval_docs,
-          seq_len=seq_len,
-          batch_size=batch_size,
-          seed=0,
-          num_epochs=1,
-          cls_id=tokenizer.cls_id,
-          sep_id=tokenizer.sep_id,
-          pad_id=tokenizer.pad_id,
-        )
-      ),
-      config.train.eval_batches,
-    )
+  evaluate = pretraining.make_eval_fn(
+    mlm_metrics,
+    pretraining.held_out_batches(eval_docs, seq_len, batch_size, config.train.eval_batches, **rows),
   )
-  eval_step = jax.jit(lambda params, batch, key: mlm_metrics(params, batch, key, deterministic=True))
 
   def eval_fn(params, step):
     del step
-    totals = []
-    for i, batch in enumerate(eval_batches):
-      loss, aux = eval_step(params, batch, jax.random.fold_in(jax.random.key(1234), i))
-      totals.append((float(loss), float(aux["mlm_accuracy"])))
-    losses, accuracies = np.array(totals).T if totals else (np.zeros(1), np.zeros(1))
-    return {"mlm_loss": float(losses.mean()), "mlm_accuracy": float(accuracies.mean())}
+    summary = evaluate(params)
+    return {"mlm_loss": summary["loss"], "mlm_accuracy": summary["mlm_accuracy"]}
 
   return train_lib.Task(init_params=init_params, loss_fn=loss_fn, train_data=train_data, eval_fn=eval_fn)
-
-
-def _take(iterator, n):
-  for _ in range(n):
-    try:
-      yield next(iterator)
-    except StopIteration:
-      return
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_lib.TrainResult:
@@ -189,4 +123,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
 
 if __name__ == "__main__":
-  config_lib.run_main(train_and_evaluate, validate, "configs/core/bert_mlm.py")
+  main_lib.run_main(train_and_evaluate, validate, "configs/core/bert_mlm.py")

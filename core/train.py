@@ -1,7 +1,8 @@
 """The training loop every method uses: jitted step over a Mesh, orbax checkpoints, exact resume, NaN guard.
 
 A method supplies a `Task` (how to init params, its loss, its data, optional eval) and a config with `train`,
-`optimizer` and `mesh` sections; `train(config, workdir, task)` does the rest:
+`optimizer` and `mesh` sections (schema, defaults and checks: `core.config`); `train(config, workdir, task)` does
+the rest:
 
   state = init or restore(workdir)                      # params, optimizer state, step, RNG, data position
   for step in [state.step, total_steps):
@@ -17,7 +18,9 @@ uninterrupted one; with the data iterator restored too, the final params are bit
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -59,6 +62,8 @@ class Task:
   eval_fn(params, step) -> dict of host floats; sharding_rules: (regex over state paths, PartitionSpec) pairs,
   matched against full TrainState paths ('params/...', 'opt_state/...'), so start patterns with '.*' to shard the
   optimizer moments like their parameters. `config.mesh.rules` adds (regex, spec tuple) pairs from the config.
+  export_fn(params, step, workdir): called on process 0 after each checkpoint save (e.g. an encoder written in a
+  portable format beside the checkpoint, `core.pretrained.export_encoder`).
   """
 
   init_params: Callable[[jax.Array], Any]
@@ -71,52 +76,15 @@ class Task:
   # {top-level param name: ready-made subtree} (e.g. a pretrained encoder) replacing that part of init_params' tree.
   # Passed to the jitted init as an argument, so large weights are not baked into the program as constants.
   initial_params: Mapping[str, Any] | None = None
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `train`, `optimizer` and `mesh` sections with their defaults; methods override fields."""
-  return ml_collections.ConfigDict(
-    dict(
-      seed=0,
-      train=dict(
-        batch_size=32,
-        total_steps=1000,
-        grad_accum_steps=1,
-        log_every=50,
-        eval_every=0,
-        eval_batches=8,
-        checkpoint_every=500,
-        keep_checkpoints=3,
-        async_checkpoints=True,
-        progress=True,
-        inject_nan_at_step=-1,
-      ),
-      optimizer=optim.default_config().to_dict(),
-      mesh=dict(data=-1, model=1, rules=()),
-    )
-  )
+  export_fn: Callable[[Any, int, str], None] | None = None
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """One-line ConfigErrors for the sections `train` reads; run before any work starts."""
-  config_lib.check_int(config, "seed", minimum=0)
-  config_lib.check_int(config, "train.batch_size", minimum=1)
-  config_lib.check_int(config, "train.total_steps", minimum=1)
-  config_lib.check_int(config, "train.grad_accum_steps", minimum=1)
-  config_lib.check_divisible(
-    config,
-    "train.batch_size",
-    config.train.grad_accum_steps,
-    "train.grad_accum_steps splits each batch into equal micro-batches",
-  )
-  config_lib.check_int(config, "train.log_every", minimum=1)
-  config_lib.check_int(config, "train.eval_every", minimum=0)
-  config_lib.check_int(config, "train.checkpoint_every", minimum=1)
-  config_lib.check_int(config, "train.keep_checkpoints", minimum=1)
-  optim.validate(config)
+  """One-line ConfigErrors for the sections `train` reads (`core.config.validate_loop`) and the device counts."""
+  config_lib.validate_loop(config)
   n_devices = jax.device_count()
   data, model = config.mesh.data, config.mesh.model
-  if model < 1 or n_devices % model:
+  if n_devices % model:
     raise config_lib.ConfigError(f"mesh.model: {model} does not divide the {n_devices} devices")
   data = n_devices // model if data == -1 else data
   if data * model != n_devices:
@@ -206,6 +174,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   """Runs (or resumes) training to `config.train.total_steps`. See the module docstring."""
   validate(config)
   config_lib.check_workdir(workdir)
+  if jax.process_index() == 0:  # what the run is; `core.pretrained` reads its `model` section
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(config.to_dict(), f, indent=2)
   tc = config.train
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.model)
   tx, schedule = optim.make_optimizer(
@@ -271,6 +242,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
         window, started = [], time.perf_counter()
       if done % tc.checkpoint_every == 0 or done == tc.total_steps:
         checkpointer.save(done, state, data_iterator)
+        if task.export_fn is not None and jax.process_index() == 0:
+          task.export_fn(state.params, done, workdir)
       if task.eval_fn is not None and tc.eval_every and (done % tc.eval_every == 0 or done == tc.total_steps):
         eval_metrics = dict(task.eval_fn(state.params, done))
         writer.write(done, eval_metrics, split="eval")

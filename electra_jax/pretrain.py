@@ -10,8 +10,9 @@ iteration, steps 1–6 (see `objective.electra_loss`); the generator is trained 
       --config.data.corpus=tfds:wikipedia/20230601.en --config.data.tfds_dir=gs://bucket/tfds
 
 Data: the bundled Wikipedia articles + Lee corpus (or full Wikipedia / OpenWebText via `core.data.paper_dataset`),
-WordPiece with the BERT uncased vocab, packed into '[CLS] ... [SEP]' rows by `core.data.pipeline.lm_dataset`. The run logs
-its pretraining FLOPs (`electra_jax.flops`): `pretrain_flops_per_step` in the train metrics, cumulative
+WordPiece with the BERT uncased vocab, packed into '[CLS] ... [SEP]' rows by `core.data.pipeline.lm_dataset`; checks,
+bundled documents and the held-out evaluation are `core.pretraining`'s, shared with `core.pretrain_mlm`. The run
+logs its pretraining FLOPs (`electra_jax.flops`): `pretrain_flops_per_step` in the train metrics, cumulative
 `pretrain_flops` in the eval metrics, and both in `<workdir>/flops.json`. Resumes from `--workdir`.
 """
 
@@ -27,14 +28,17 @@ import numpy as np
 
 from core import bert as bert_lib
 from core import config as config_lib
+from core import main as main_lib
 from core import mlm as core_mlm
+from core import pretraining
 from core import train as train_lib
-from electra_jax import configs as configs_lib
+from electra_jax import export as export_lib
 from electra_jax import flops as flops_lib
 from electra_jax import model as model_lib
 from electra_jax import objective as objective_lib
 from electra_jax import optim as optim_lib
 
+OBJECTIVES = ("electra", "mlm")
 BUNDLED_CORPORA = ("bundled", "wikipedia", "lee")
 TFDS_CORPORA = {
   "tfds:wikipedia/20230601.en": "wikipedia",
@@ -45,7 +49,7 @@ TFDS_CORPORA = {
 
 def model_configs(config: ml_collections.ConfigDict) -> tuple[bert_lib.BertConfig, bert_lib.BertConfig | None]:
   """(discriminator / MLM-model config, generator config or None for the MLM objective)."""
-  disc = bert_lib.from_model_section(config.model).validate()
+  disc = pretraining.model_config(config)
   if config.objective.name != "electra":
     return disc, None
   return disc, model_lib.generator_config(disc, config.objective.generator_hidden_fraction)
@@ -59,48 +63,32 @@ def max_predictions(config: ml_collections.ConfigDict) -> int:
 def validate(config: ml_collections.ConfigDict) -> None:
   """One-line ConfigErrors before any data is read or any directory is written."""
   train_lib.validate(config)
-  config_lib.check_choice(config, "objective.name", configs_lib.OBJECTIVES)
-  fraction = config_lib.get(config, "objective.generator_hidden_fraction")
-  if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
-    raise config_lib.ConfigError(f"objective.generator_hidden_fraction: must be in (0, 1], got {fraction!r}")
+  config_lib.check_choice(config, "objective.name", OBJECTIVES)
+  config_lib.check_interval(config, "objective.generator_hidden_fraction", "(0, 1]")
   config_lib.check_positive(config, "objective.temperature")
   config_lib.check_positive(config, "objective.gen_weight", allow_zero=True)
   config_lib.check_positive(config, "objective.disc_weight", allow_zero=True)
-  fields = config.model.to_dict()
-  try:
-    disc = bert_lib.BertConfig(**{**fields, "embedding_size": fields.get("embedding_size") or None}).validate()
-  except (TypeError, ValueError) as e:
-    raise config_lib.ConfigError(f"model: {e}") from None
+  config_lib.check_bool(config, "objective.disallow_correct")
+  config_lib.check_bool(config, "objective.disc_on_masked_only")
+  disc = pretraining.model_config(config)
+  fraction = config.objective.generator_hidden_fraction
   try:
     model_lib.generator_config(disc, fraction)
   except ValueError as e:
     raise config_lib.ConfigError(
       f"objective.generator_hidden_fraction: {fraction!r} gives a bad generator: {e}"
     ) from None
-  config_lib.check_range(config, "masking.mask_prob", 0.0, 1.0)
-  config_lib.check_range(config, "masking.mask_token_fraction", 0.0, 1.0, inclusive=True)
-  room = 1.0 - config.masking.mask_token_fraction
-  config_lib.check_range(config, "masking.random_token_fraction", 0.0, room, inclusive=True)
+  pretraining.validate_masking(config, "masking")
   config_lib.check_int(config, "masking.max_predictions_per_seq", minimum=0)
-  config_lib.check_choice(config, "data.corpus", BUNDLED_CORPORA + tuple(TFDS_CORPORA))
-  config_lib.check_choice(config, "data.shard_by", ("rows", "documents"))
-  config_lib.check_int(config, "data.seq_len", minimum=8)
-  config_lib.check_int(config, "data.max_documents", minimum=0)
-  if config.data.seq_len > disc.max_position_embeddings:
-    raise config_lib.ConfigError(
-      f"data.seq_len: {config.data.seq_len} exceeds model.max_position_embeddings {disc.max_position_embeddings}"
-    )
+  pretraining.validate_data(config, BUNDLED_CORPORA + tuple(TFDS_CORPORA), disc.max_position_embeddings)
+  config_lib.check_dir(config, "data.tfds_dir")
   if max_predictions(config) < 1 or max_predictions(config) > config.data.seq_len:
     raise config_lib.ConfigError(
       f"masking.max_predictions_per_seq: {max_predictions(config)} must be in [1, data.seq_len {config.data.seq_len}]"
     )
-  config_lib.check_range(config, "data.eval_fraction", 0.0, 1.0)
-  config_lib.check_int(config, "train.eval_batches", minimum=1)
   config_lib.check_range(config, "flops.output_frac", 0.0, 1.0, inclusive=True)
   config_lib.check_positive(config, "flops.backward_factor", allow_zero=True)
-  config_lib.check_choice(config, "optimizer.bias_correction", (False, True))
-  if config.data.vocab_path:
-    config_lib.check_file(config, "data.vocab_path", "a BERT WordPiece vocab.txt (run `make data` for the bundled one)")
+  config_lib.check_bool(config, "optimizer.bias_correction")
 
 
 def _tfds_documents(config: ml_collections.ConfigDict, tokenizer):
@@ -124,21 +112,11 @@ def _tfds_documents(config: ml_collections.ConfigDict, tokenizer):
 def load_documents(config: ml_collections.ConfigDict, tokenizer):
   """Tokenized (train, eval) documents. Bundled corpora: a fixed shuffle, the last `eval_fraction` held out, all
   tokenized up front (seconds); tfds corpora stream (`_tfds_documents`)."""
-  from core.data import corpora
-
-  corpus = config.data.corpus
-  if corpus in TFDS_CORPORA:
+  if config.data.corpus in TFDS_CORPORA:
     return _tfds_documents(config, tokenizer)
-  texts = [text for _, text in corpora.wikipedia_articles()] if corpus in ("bundled", "wikipedia") else []
-  texts += corpora.lee_corpus() if corpus in ("bundled", "lee") else []
-  texts = [texts[i] for i in np.random.default_rng(0).permutation(len(texts))]
-  if config.data.max_documents:
-    texts = texts[: config.data.max_documents]
-  ids = [d for d in tokenizer.encode_documents(texts) if d.size]
-  if len(ids) < 2:
-    raise config_lib.ConfigError(f"data.max_documents: {len(ids)} non-empty documents; need >= 2 (train + eval)")
-  n_eval = max(1, round(len(ids) * config.data.eval_fraction))
-  return ids[:-n_eval], ids[-n_eval:]
+  return pretraining.split_documents(
+    pretraining.bundled_texts(config.data.corpus), tokenizer, config.data, shuffle_seed=0
+  )
 
 
 def flops_per_step(config: ml_collections.ConfigDict) -> float:
@@ -227,27 +205,21 @@ def make_task(config: ml_collections.ConfigDict) -> train_lib.Task:
       train_docs, seq_len, batch_size, config.seed, shard_index, shard_count, config.data.shard_by, **rows
     )
 
-  # Held-out rows in a fixed order, cycled when the held-out documents fill fewer than `eval_batches` batches.
-  eval_iter = iter(
-    pipeline.lm_dataset(eval_docs, seq_len=seq_len, batch_size=batch_size, seed=0, shuffle=False, **rows)
+  evaluate = pretraining.make_eval_fn(
+    loss, pretraining.held_out_batches(eval_docs, seq_len, batch_size, config.train.eval_batches, **rows)
   )
-  eval_batches = [batch for _, batch in zip(range(config.train.eval_batches), eval_iter)]
-  eval_step = jax.jit(functools.partial(loss, deterministic=True))
 
   def eval_fn(params, step):
     """Held-out metrics (fixed masks and samples per batch, no dropout) + the FLOPs spent so far."""
-    results = [
-      eval_step(params, batch, jax.random.fold_in(jax.random.key(1234), i)) for i, batch in enumerate(eval_batches)
-    ]
-    summary = {"pretrain_flops": per_step * step, "pretrain_flops_per_step": per_step}
-    summary.update({name: float(np.mean([float(m[name]) for _, m in results])) for name in results[0][1]})
-    summary["loss"] = float(np.mean([float(value) for value, _ in results]))
-    return summary
+    return {"pretrain_flops": per_step * step, "pretrain_flops_per_step": per_step, **evaluate(params)}
 
   opt = config.optimizer
   scale_by = None if opt.bias_correction else optim_lib.scale_by_adam_no_bias_correction(opt.b1, opt.b2, opt.eps)
+  vocab = config.data.vocab_path or str(corpora.bert_vocab_path())
+  export_fn = export_lib.make_export_fn(model_configs(config)[0], config.objective.name, vocab)
   return train_lib.Task(
-    init_params=make_init(config), loss_fn=loss_fn, train_data=train_data, eval_fn=eval_fn, scale_by=scale_by
+    init_params=make_init(config), loss_fn=loss_fn, train_data=train_data, eval_fn=eval_fn, scale_by=scale_by,
+    export_fn=export_fn,
   )
 
 
@@ -267,4 +239,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
 
 if __name__ == "__main__":
-  config_lib.run_main(train_and_evaluate, validate, "configs/electra/tiny.py")
+  main_lib.run_main(train_and_evaluate, validate, "configs/electra/tiny.py")

@@ -1,7 +1,8 @@
 """Model FLOPs utilisation of a BERT MLM training step (core.train step: fwd + bwd + AdamW) vs measured matmul peak.
 
-Model FLOPs count the matmuls only (the PaLM/Chinchilla convention): per token, forward = 2·(dense params touched)
-+ 4·L·H per layer for QKᵀ and AV, plus the tied MLM head over all positions (E·V); training = 3 × forward.
+Model FLOPs count the matmuls only (`core.flops`, the PaLM/Chinchilla convention): per token, forward =
+2·(dense params touched) + 4·L·H per layer for QKᵀ and AV, plus the tied MLM head over all positions (E·V); training
+= 3 × forward. Sizes are the rows of configs/core/common.py; tiny runs B=16, L=64, the others B=32, L=128.
 
   python -m benchmarks.core.train_step_mfu [--sizes tiny,small] [--steps 10]
 """
@@ -16,36 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.core import common
+from configs.core import common as core_configs
 from core import bert as bert_lib
+from core import config as config_lib
+from core import flops as flops_lib
 from core import mlm, optim
 from core import train as train_lib
 
-SHAPES = {  # hidden, layers, heads, ffn, embedding, batch, seq_len
-  "tiny": (64, 2, 2, 256, 64, 16, 64),
-  "small": (256, 12, 4, 1024, 128, 32, 128),  # BERT-Small / ELECTRA-Small discriminator shape
-}
-
-
-def train_flops_per_step(config: bert_lib.BertConfig, batch: int, seq_len: int) -> float:
-  h, f, e, v, n = config.hidden_size, config.intermediate_size, config.emb_size, config.vocab_size, config.num_layers
-  per_layer = 2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h  # QKVO + FFN, then QKᵀ and AV
-  projection = 2 * e * h if e != h else 0
-  head = 2 * (h * e + e * v)  # dense H->E and tied logits E->V
-  forward_per_token = n * per_layer + projection + head
-  return 3.0 * forward_per_token * batch * seq_len
-
-
 def measure(size: str, steps: int) -> dict:
-  hidden, layers, heads, ffn, emb, batch, seq_len = SHAPES[size]
-  config = bert_lib.BertConfig(
-    vocab_size=30522,
-    hidden_size=hidden,
-    num_layers=layers,
-    num_heads=heads,
-    intermediate_size=ffn,
-    embedding_size=emb,
-    max_position_embeddings=512,
-  )
+  config = bert_lib.from_model_section(core_configs.model(size)).validate()
+  batch, seq_len = (16, 64) if size == "tiny" else (32, 128)
   model = bert_lib.BertForMlm(config)
 
   def loss_fn(params, batch_, key):
@@ -69,7 +50,7 @@ def measure(size: str, steps: int) -> dict:
     loss, accuracy = mlm.mlm_loss(logits, batch_["input_ids"], is_masked)
     return loss, {"accuracy": accuracy}
 
-  opt = optim.default_config()
+  opt = config_lib.default_optimizer()
   opt.update(dict(peak_lr=1e-4, warmup_steps=10))
   tx, schedule = optim.make_optimizer(opt, 1000)
   task = train_lib.Task(
@@ -90,14 +71,15 @@ def measure(size: str, steps: int) -> dict:
 
   times = common.time_fn(one_step, warmup=2, repeats=steps)
   median = statistics.median(times)
-  flops = train_flops_per_step(config, batch, seq_len)
+  shape = flops_lib.TransformerShape.from_bert_config(config, seq_len)
+  flops = flops_lib.mlm_train_flops(shape, batch, output_frac=1.0, backward_factor=2.0, matmul_only=True)
   return dict(
     size=size,
-    hidden=hidden,
-    layers=layers,
-    heads=heads,
-    ffn=ffn,
-    embedding=emb,
+    hidden=config.hidden_size,
+    layers=config.num_layers,
+    heads=config.num_heads,
+    ffn=config.intermediate_size,
+    embedding=config.emb_size,
     batch=batch,
     seq_len=seq_len,
     params=bert_lib.param_count(holder["state"].params),
@@ -113,11 +95,14 @@ def main() -> None:
   parser.add_argument("--sizes", default="tiny,small")
   parser.add_argument("--steps", type=int, default=10)
   args = parser.parse_args()
+  unknown = sorted(set(args.sizes.split(",")) - set(core_configs.SIZES))
+  if unknown:
+    parser.error(f"--sizes: unknown {unknown} (allowed: {', '.join(core_configs.SIZES)})")
   peak = common.measure_matmul_peak()
   rows = []
   for size in args.sizes.split(","):
     row = measure(size, args.steps)
-    row["mfu"] = row["model_flops_per_s"] / peak["peak_flops"]
+    row["mfu"] = flops_lib.mfu(row["model_flops_per_step"], row["median_step_s"], peak["peak_flops"])
     rows.append(row)
     print(
       f"{size:6s} B={row['batch']} L={row['seq_len']} H={row['hidden']} layers={row['layers']} | "

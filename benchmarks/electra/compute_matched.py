@@ -41,9 +41,9 @@ import time
 import numpy as np
 
 from benchmarks.core import common
+from configs.electra import common as electra_common
 from core.config import ConfigError
 from core.config import load_config_file as load_config
-from electra_jax import configs as electra_configs
 from electra_jax import finetune, pretrain
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -137,7 +137,7 @@ def finetune_score(task: str, seed: int, init: str, step: int, workdir: str, arg
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--size", default="tiny", choices=sorted(electra_configs.PAPER_SIZES))
+  parser.add_argument("--size", default="tiny", choices=sorted(electra_common.SIZES))
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--electra_steps", type=int, default=1000)
   parser.add_argument("--tasks", default="wordnet_pos,negation")

@@ -11,18 +11,8 @@ Runtime: tiny ~1 min on 2 CPU cores (200 steps); minilm ~5 s/step on 2 CPU cores
 
 import ml_collections
 
-from core import bert as bert_lib
+from configs.core import common
 from core import config as config_lib
-from core import train as train_lib
-
-SIZES = {
-  # hidden, layers, heads, intermediate, embedding (0 = hidden)
-  "tiny": (64, 2, 2, 256, 0),
-  "mini": (256, 4, 4, 1024, 128),
-  "minilm": (384, 6, 12, 1536, 0),
-  "base": (768, 12, 12, 3072, 0),
-}
-
 
 # Megatron-style tensor parallelism for the FFN over the mesh's `model` axis (params and their Adam moments):
 # --config.mesh.model=2 --config.mesh.rules='MEGATRON_FFN' is not expressible on the CLI, so use `:tp=true`.
@@ -35,13 +25,12 @@ MEGATRON_FFN = (
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = config_lib.parse_arg(arg, size="tiny", tp=False)
-  if arg.size not in SIZES:
-    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
-  hidden, layers, heads, intermediate, embedding = SIZES[arg.size]
+  if arg.size not in common.SIZES:
+    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(common.SIZES)})")
   tiny = arg.size == "tiny"
 
-  config = train_lib.default_config()
-  config.model = bert_lib.model_section(hidden, layers, heads, intermediate, embedding)
+  config = config_lib.default_config()
+  config.model = ml_collections.ConfigDict(common.model(arg.size))
   config.data = ml_collections.ConfigDict(
     dict(
       corpus="wikipedia",

@@ -10,8 +10,12 @@ Expected: GLUE dev 85.1 (paper Table 1; BERT-Base 82.2); ours: not run (accelera
 Runtime: paper ~4 days on 16 TPUv3 chips (Appendix); not a CPU job.
 """
 
-from electra_jax import configs
+import ml_collections
+
+from configs.electra import common
+from core import config as config_lib
 
 
-def get_config(arg=None):
-  return configs.base_config("base", arg)
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, mlm=False)
+  return common.pretrain_config("base", mlm=arg.mlm)

@@ -6,11 +6,13 @@ Command:
       --config.task.data_dir=glue_data/RTE --workdir=W        # GLUE TSVs; without data_dir: tfds glue/rte
   python -m electra_jax.finetune --config=configs/electra/glue.py:task=polarity,size=tiny --workdir=W   # CPU, offline
 Args (`:task=...,size=...` or a bare task): task = cola sst2 mrpc stsb qqp mnli qnli rte squad (paper data: GLUE TSV
-  dir via task.data_dir, else tfds) | polarity newsgroups wordnet_pos negation word_order capital_qa wiki_links (bundled /
-  generated, offline); size = small (default) | base | large | tiny (model shape for '' = random init; a pretrained
-  init_checkpoint brings its own shape). init_checkpoint: pretraining workdir, HuggingFace dir, 'minilm' or ''.
-Hyperparameters (Appendix A): LR 3e-4 / 1e-4 / 5e-5 (small / base / large; tiny 3e-4: at 1e-3 it collapses to the majority class), batch 32, 10% warmup x
-  linear decay, 3 epochs (10 for RTE, STS-B; 2 for SQuAD), layer-wise LR decay 0.8 (0.9 large), weight decay 0,
+  dir via task.data_dir, else tfds) | polarity newsgroups wordnet_pos negation word_order capital_qa wiki_links
+  (bundled / generated, offline); size = small (default) | base | large | tiny (model shape for '' = random init;
+  a pretrained init_checkpoint brings its own shape). init_checkpoint: pretraining workdir, HuggingFace dir, 'minilm'
+  or ''.
+Hyperparameters (Appendix A; per size: configs/electra/common.py FINETUNE): LR 3e-4 / 1e-4 / 5e-5 (small / base /
+  large; tiny 3e-4: at 1e-3 it collapses to the majority class), batch 32, 10% warmup x linear decay, 3 epochs (10
+  for RTE, STS-B; 2 for SQuAD), layer-wise LR decay 0.8 (0.9 large), weight decay 0,
   Adam without bias correction (reference AdamWeightDecayOptimizer), eps 1e-6, clip 1.0; MRPC / STS-B also train on
   swapped sentence order; seeds: 10 (paper, median) for GLUE, 3 for the bundled CPU tasks. Total steps =
   ceil(epochs x train examples / batch).
@@ -26,31 +28,20 @@ Runtime (2 CPU cores, one seed, incl. start-up): size=tiny random init: polarity
 
 import ml_collections
 
-from core import bert as bert_lib
+from configs.electra import common
 from core import config as config_lib
-from core import train as train_lib
 
-SIZES = {
-  # hidden, layers, heads, intermediate, embedding (0 = hidden); ELECTRA Table 6; tiny = configs/electra/tiny.py (CPU)
-  "tiny": (128, 4, 2, 512, 0),
-  "small": (256, 12, 4, 1024, 128),
-  "base": (768, 12, 12, 3072, 0),
-  "large": (1024, 24, 16, 4096, 0),
-}
-PEAK_LR = {"tiny": 3e-4, "small": 3e-4, "base": 1e-4, "large": 5e-5}
-LAYER_DECAY = {"tiny": 0.8, "small": 0.8, "base": 0.8, "large": 0.9}
 GLUE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
-# task -> (max_seq_length, epochs, seeds)
-TASKS = {
-  **{name: (128, 10 if name in ("rte", "stsb") else 3, 10) for name in GLUE},
-  "squad": (512, 2, 1),
-  "polarity": (64, 10, 3),
-  "newsgroups": (128, 5, 3),
-  "wordnet_pos": (64, 3, 3),
-  "negation": (32, 3, 3),
-  "word_order": (32, 3, 3),
-  "capital_qa": (128, 3, 3),
-  "wiki_links": (64, 3, 3),
+TASKS = {  # per task: max_seq_length, epochs (Appendix A: 10 for RTE / STS-B, 2 for SQuAD), seeds
+  **{name: dict(max_seq_length=128, epochs=10 if name in ("rte", "stsb") else 3, seeds=10) for name in GLUE},
+  "squad": dict(max_seq_length=512, epochs=2, seeds=1),
+  "polarity": dict(max_seq_length=64, epochs=10, seeds=3),
+  "newsgroups": dict(max_seq_length=128, epochs=5, seeds=3),
+  "wordnet_pos": dict(max_seq_length=64, epochs=3, seeds=3),
+  "negation": dict(max_seq_length=32, epochs=3, seeds=3),
+  "word_order": dict(max_seq_length=32, epochs=3, seeds=3),
+  "capital_qa": dict(max_seq_length=128, epochs=3, seeds=3),
+  "wiki_links": dict(max_seq_length=64, epochs=3, seeds=3),
 }
 
 
@@ -58,13 +49,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = config_lib.parse_arg(arg, task="sst2", size="small")
   if arg.task not in TASKS:
     raise config_lib.ConfigError(f"config arg task: unknown value {arg.task!r} (allowed: {', '.join(TASKS)})")
-  if arg.size not in SIZES:
-    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
-  hidden, layers, heads, intermediate, embedding = SIZES[arg.size]
-  max_seq_length, epochs, seeds = TASKS[arg.task]
+  if arg.size not in common.FINETUNE:
+    allowed = ", ".join(common.FINETUNE)
+    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {allowed})")
+  task_row, recipe = TASKS[arg.task], common.FINETUNE[arg.size]
 
-  config = train_lib.default_config()
-  config.model = bert_lib.model_section(hidden, layers, heads, intermediate, embedding)
+  config = config_lib.default_config()
+  config.model = ml_collections.ConfigDict(common.model(arg.size))
   config.init_checkpoint = ""
   config.init_checkpoint_step = 0  # with a pretraining workdir: which saved step (0 = the latest)
   config.task = ml_collections.ConfigDict(
@@ -73,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       data_dir="",  # GLUE TSV dir (train.tsv, dev.tsv) / SQuAD JSON dir / generated-data dir; '' = tfds or bundled
       tfds_dir="",
       vocab_path="",  # '' = the init checkpoint's vocab.txt, else the bundled BERT uncased vocab
-      max_seq_length=max_seq_length,
+      max_seq_length=task_row["max_seq_length"],
       max_query_length=64,
       max_answer_length=30,
       label_tokens="first",  # tagging: label the first WordPiece of each word (BERT §5.3) or 'all'
@@ -84,10 +75,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   )
   config.finetune = ml_collections.ConfigDict(
     dict(
-      epochs=float(epochs),
-      seeds=seeds,
+      epochs=float(task_row["epochs"]),
+      seeds=task_row["seeds"],
       warmup_fraction=0.1,
-      layerwise_lr_decay=LAYER_DECAY[arg.size],
+      layerwise_lr_decay=recipe["layerwise_lr_decay"],
       layerwise_lr_decay_reference_bug=False,  # True: top layer x d^2 as google-research/electra (#51, #64)
       head_dropout_rate=0.1,
       eval_batch_size=64,
@@ -107,7 +98,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.update(
     dict(
       name="adamw",
-      peak_lr=PEAK_LR[arg.size],
+      peak_lr=recipe["peak_lr"],
       schedule="warmup_times_linear",
       warmup_steps=0,  # replaced by warmup_fraction x total steps at run time
       weight_decay=0.0,

@@ -11,8 +11,12 @@ Expected: GLUE dev 89.0 (paper Table 2; 89.5 at 1.75M steps, RoBERTa-500K 88.9);
 Runtime: paper ~ 400k steps on a TPUv3 pod (Appendix); not a CPU job.
 """
 
-from electra_jax import configs
+import ml_collections
+
+from configs.electra import common
+from core import config as config_lib
 
 
-def get_config(arg=None):
-  return configs.base_config("large", arg)
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, mlm=False)
+  return common.pretrain_config("large", mlm=arg.mlm)

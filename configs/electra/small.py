@@ -11,8 +11,12 @@ Expected: GLUE dev 79.9 (paper Table 1; BERT-Small 75.1 at the same compute, 1.4
 Runtime: paper 4 days on one V100 (0.35 s/step); here 16-20 s/step on 2 shared CPU cores (not a CPU job).
 """
 
-from electra_jax import configs
+import ml_collections
+
+from configs.electra import common
+from core import config as config_lib
 
 
-def get_config(arg=None):
-  return configs.base_config("small", arg)
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, mlm=False)
+  return common.pretrain_config("small", mlm=arg.mlm)

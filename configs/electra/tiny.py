@@ -17,8 +17,14 @@ Runtime: ~0.75-0.9 s/step on 2 CPU cores (300 steps: 5 min 0 s on 2026-12-01, in
   tokenization; `make demo` runs 150 steps: 2 min 35 s).
 """
 
-from electra_jax import configs
+import ml_collections
+
+from configs.electra import common
+from core import config as config_lib
 
 
-def get_config(arg=None):
-  return configs.base_config("tiny", arg)
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, mlm=False)
+  config = common.pretrain_config("tiny", mlm=arg.mlm)  # sizes, LR, steps: common.SIZES["tiny"]
+  config.train.update(dict(log_every=20, eval_every=100, eval_batches=4, checkpoint_every=100))
+  return config

@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from core import metrics as metrics_lib
-from core import pretrain_mlm
+from core import pretrain_mlm, pretraining
 from tests.helpers import REPO, load_config, run_module
 
 CONFIG = os.path.join(REPO, "configs/core/bert_mlm.py")
@@ -42,7 +42,7 @@ _LOSSES_SCRIPT = """
 import json, sys
 import jax
 from tests.helpers import load_config
-from core import pretrain_mlm
+from core import pretrain_mlm, pretraining
 config = load_config(sys.argv[1], sys.argv[3], {"train.total_steps": 5, "train.log_every": 1, "train.progress": False,
                                           "train.checkpoint_every": 100, "data.max_documents": 30})
 result = pretrain_mlm.train_and_evaluate(config, sys.argv[2])
@@ -158,4 +158,4 @@ def test_nan_guard_from_the_command_line(tmp_path):
 def test_every_size_builds_and_validates(size):
   config = load_config(CONFIG, size, {})
   pretrain_mlm.validate(config)
-  assert pretrain_mlm.bert_config(config).num_layers >= 2
+  assert pretraining.model_config(config).num_layers >= 2

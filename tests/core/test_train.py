@@ -48,7 +48,7 @@ def _task(batch_size, n=256):
 
 
 def _config(**train):
-  config = train_lib.default_config()
+  config = config_lib.default_config()
   config.train.update(
     dict(batch_size=16, total_steps=30, log_every=5, checkpoint_every=10, progress=False, async_checkpoints=False)
   )
@@ -106,9 +106,9 @@ def test_checkpoint_of_other_model_is_refused(tmp_path):
     train_lib.train(_config(total_steps=20), str(tmp_path), other)
 
 
-@pytest.mark.parametrize("schedule", optim.SCHEDULES)
+@pytest.mark.parametrize("schedule", config_lib.SCHEDULES)
 def test_schedules_against_formulas(schedule):
-  opt = optim.default_config()
+  opt = config_lib.default_optimizer()
   opt.update(dict(peak_lr=2.0, schedule=schedule, warmup_steps=10, end_lr_fraction=0.0))
   total = 100
   fn = optim.make_schedule(opt, total)
@@ -142,7 +142,7 @@ def test_weight_decay_mask_skips_layernorm_and_bias():
 
 
 def test_adamw_factory_matches_optax_adamw():
-  opt = optim.default_config()
+  opt = config_lib.default_optimizer()
   opt.update(
     dict(name="adamw", peak_lr=0.1, schedule="constant", warmup_steps=0, clip_norm=0.0, weight_decay=0.01, eps=1e-6)
   )
@@ -159,7 +159,7 @@ def test_adamw_factory_matches_optax_adamw():
 
 
 def test_global_norm_clipping_bounds_the_update_direction():
-  opt = optim.default_config()
+  opt = config_lib.default_optimizer()
   opt.update(dict(name="sgd", b1=0.5, peak_lr=1.0, schedule="constant", clip_norm=1.0, weight_decay=0.0))
   tx, _ = optim.make_optimizer(opt, 10)
   params = {"w": jnp.zeros(4)}
@@ -185,7 +185,7 @@ def test_parse_arg_types_and_errors():
 
 
 def test_lr_multipliers_scale_each_leaf():
-  opt = optim.default_config()
+  opt = config_lib.default_optimizer()
   opt.update(dict(name="sgd", b1=0.0, peak_lr=1.0, schedule="constant", clip_norm=0.0, weight_decay=0.0))
   tx, _ = optim.make_optimizer(opt, 10, lr_multipliers=lambda p: {"a": 1.0, "b": 0.25})
   params = {"a": jnp.zeros(2), "b": jnp.zeros(2)}

@@ -99,12 +99,11 @@ def test_layerwise_lr_multipliers_for_three_layers():
 
 
 def test_layerwise_multipliers_scale_the_updates_in_core_optimizer():
-  import ml_collections
-
+  from core import config as config_lib
   from core import optim
 
   params = {"encoder": {"embeddings": {"w": jnp.ones(2)}, "layer_0": {"w": jnp.ones(2)}}, "head": {"w": jnp.ones(2)}}
-  opt = ml_collections.ConfigDict(optim.default_config().to_dict())
+  opt = config_lib.default_optimizer()
   opt.update(name="sgd", b1=0.0, peak_lr=1.0, schedule="constant", weight_decay=0.0, clip_norm=0.0)
   tx, _ = optim.make_optimizer(opt, 10, lr_multipliers=lambda p: finetune.layerwise_lr_multipliers(p, 1, 0.5))
   grads = jax.tree.map(jnp.ones_like, params)
