@@ -19,6 +19,7 @@ import numpy as np
 from benchmarks.core import common
 from configs.core import common as core_configs
 from core import bert as bert_lib
+from core import config as config_lib
 from core import flops as flops_lib
 from core import mlm, optim
 from core import train as train_lib
@@ -49,7 +50,7 @@ def measure(size: str, steps: int) -> dict:
     loss, accuracy = mlm.mlm_loss(logits, batch_["input_ids"], is_masked)
     return loss, {"accuracy": accuracy}
 
-  opt = optim.default_config()
+  opt = config_lib.default_optimizer()
   opt.update(dict(peak_lr=1e-4, warmup_steps=10))
   tx, schedule = optim.make_optimizer(opt, 1000)
   task = train_lib.Task(
