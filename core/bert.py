@@ -88,9 +88,9 @@ class BertConfig:
       value = getattr(self, name)
       if not 0.0 <= value < 1.0:
         raise ValueError(f"BertConfig.{name} must be in [0, 1), got {value!r}")
-    if not self.layer_norm_eps > 0 or not self.initializer_range > 0:
+    if not 0 < self.layer_norm_eps < np.inf or not 0 < self.initializer_range < np.inf:
       raise ValueError(
-        f"BertConfig.layer_norm_eps and initializer_range must be > 0, got "
+        f"BertConfig.layer_norm_eps and initializer_range must be finite and > 0, got "
         f"{self.layer_norm_eps!r}, {self.initializer_range!r}"
       )
     if self.dtype not in _DTYPES:
