@@ -17,9 +17,6 @@ import ml_collections
 
 from core import config as config_lib
 
-QUIET_VERBOSITY = -1  # absl's WARNING: what a run prints unless --verbosity asks for more
-
-
 def _load_error(config: Any, path: str) -> str:
   """The one-line reason a `--config` file gave no ConfigDict (ml_collections defers the IOError to first use)."""
   if not os.path.isfile(path):
@@ -37,17 +34,18 @@ def run_main(
   default_config: str,
 ) -> None:
   """Parses the flags, validates the config, then runs `train_and_evaluate(config, workdir)`."""
-  from absl import app, flags
+  from absl import app, flags, logging
   from ml_collections import config_flags
 
   config_flags.DEFINE_config_file("config", default_config, "Config file (path.py[:arg]).", lock_config=True)
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results; resumed when present.")
   flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first (TPU pods, Slurm, k8s).")
-  flags.FLAGS.set_default("verbosity", QUIET_VERBOSITY)
 
   def _main(argv: Sequence[str]) -> None:
     del argv
     flags_ = flags.FLAGS
+    if not verbosity_asked:  # warnings and errors only; app.run has just reset the level to INFO
+      logging.set_verbosity(logging.WARNING)
     if flags_.multihost:
       from core import sharding
 
@@ -85,6 +83,7 @@ def run_main(
     text = str(e).replace("\\n", " ").replace("\\'", "").replace("'", "")
     print(f"error: config override: unknown field {' '.join(text.split())}", file=sys.stderr)
     sys.exit(2)
+  verbosity_asked = flags.FLAGS["verbosity"].present
   try:
     app.run(_main, argv=sys.argv[:1])  # flags are parsed above; parsing twice would redefine the overrides
   except config_lib.ConfigError as e:  # raised inside the config file's get_config(arg)
