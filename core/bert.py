@@ -31,6 +31,7 @@ from core import dropout as dropout_lib
 Array = jax.Array
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +89,9 @@ class BertConfig:
       value = getattr(self, name)
       if not 0.0 <= value < 1.0:
         raise ValueError(f"BertConfig.{name} must be in [0, 1), got {value!r}")
-    if not 0 < self.layer_norm_eps < np.inf or not 0 < self.initializer_range < np.inf:
+    if not 0 < self.layer_norm_eps <= _FLOAT32_MAX or not 0 < self.initializer_range <= _FLOAT32_MAX:
       raise ValueError(
-        f"BertConfig.layer_norm_eps and initializer_range must be finite and > 0, got "
+        f"BertConfig.layer_norm_eps and initializer_range must be > 0 and within float32 range, got "
         f"{self.layer_norm_eps!r}, {self.initializer_range!r}"
       )
     if self.dtype not in _DTYPES:

@@ -37,6 +37,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   config_lib.check_int(config, "batch_size", minimum=1)
   config_lib.check_int(config, "k", minimum=1)
   config_lib.check_int(config, "seed", minimum=0)
+  config_lib.check_int(config, "max_quiz_questions", minimum=0)
+  if not isinstance(config_lib.get(config, "results_dir"), str):
+    raise config_lib.ConfigError(f"results_dir: must be a directory path or '' (no copy), got {config.results_dir!r}")
+  queries = config_lib.get(config, "queries")
+  if not all(isinstance(q, str) and q.strip() for q in queries):
+    raise config_lib.ConfigError(f"queries: must be non-empty strings, got {queries!r}")
 
 
 def build_passages(config) -> list[tuple[str, str]]:
