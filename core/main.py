@@ -17,6 +17,7 @@ import ml_collections
 
 from core import config as config_lib
 
+
 def _load_error(config: Any, path: str) -> str:
   """The one-line reason a `--config` file gave no ConfigDict (ml_collections defers the IOError to first use)."""
   if not os.path.isfile(path):
@@ -28,13 +29,33 @@ def _load_error(config: Any, path: str) -> str:
   return f"--config: cannot load {path!r}: {' '.join(str(error).split())}"
 
 
+def quiet_unless_asked() -> None:
+  """Warnings and errors only, unless the command line set absl's --verbosity; call first thing in an absl main
+  (app.run has just set the level to INFO)."""
+  from absl import flags, logging
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+
+
+def run_app(main: Callable[[Sequence[str]], Any]) -> None:
+  """absl's `app.run(main)` with the libraries' INFO logs hidden (`quiet_unless_asked`), for scripts with own flags."""
+  from absl import app
+
+  def _main(argv: Sequence[str]) -> Any:
+    quiet_unless_asked()
+    return main(argv)
+
+  app.run(_main)
+
+
 def run_main(
   train_and_evaluate: Callable[[ml_collections.ConfigDict, str], Any],
   validate: Callable[[ml_collections.ConfigDict], None],
   default_config: str,
 ) -> None:
   """Parses the flags, validates the config, then runs `train_and_evaluate(config, workdir)`."""
-  from absl import app, flags, logging
+  from absl import app, flags
   from ml_collections import config_flags
 
   config_flags.DEFINE_config_file("config", default_config, "Config file (path.py[:arg]).", lock_config=True)
@@ -44,8 +65,7 @@ def run_main(
   def _main(argv: Sequence[str]) -> None:
     del argv
     flags_ = flags.FLAGS
-    if not verbosity_asked:  # warnings and errors only; app.run has just reset the level to INFO
-      logging.set_verbosity(logging.WARNING)
+    quiet_unless_asked()
     if flags_.multihost:
       from core import sharding
 
@@ -83,7 +103,6 @@ def run_main(
     text = str(e).replace("\\n", " ").replace("\\'", "").replace("'", "")
     print(f"error: config override: unknown field {' '.join(text.split())}", file=sys.stderr)
     sys.exit(2)
-  verbosity_asked = flags.FLAGS["verbosity"].present
   try:
     app.run(_main, argv=sys.argv[:1])  # flags are parsed above; parsing twice would redefine the overrides
   except config_lib.ConfigError as e:  # raised inside the config file's get_config(arg)

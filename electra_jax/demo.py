@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from core.config import load_config_file
+from core.main import run_app
 from electra_jax import finetune, pretrain
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,4 +56,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_app(main)  # absl app.run, library INFO logs hidden unless --verbosity
