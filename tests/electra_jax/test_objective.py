@@ -12,7 +12,7 @@ CLS, SEP, MASK, PAD, VOCAB = 101, 102, 103, 0, 30522
 SPECIALS = (CLS, SEP, MASK, PAD)
 
 
-def _batch(batch=64, length=128, seed=0):
+def _batch(batch=512, length=128, seed=0):
   """[CLS] tokens [SEP] [PAD]... rows of random lengths; some real tokens are [MASK]/[SEP] ids to be skipped."""
   rng = np.random.default_rng(seed)
   ids = rng.integers(1000, VOCAB, size=(batch, length))
@@ -27,9 +27,23 @@ def _batch(batch=64, length=128, seed=0):
   return jnp.asarray(ids, jnp.int32), jnp.asarray(attention, jnp.int32)
 
 
-def _mask(key, ids, attention, **kw):
+def _mask(key, ids, attention, fractions=objective.ELECTRA_FRACTIONS):
+  return _mask_jit(key, ids, attention, fractions)  # defaults are static to jit: pass the fractions as an argument
+
+
+@jax.jit  # compiled once: every masking test uses [512, 128] batches and BERT's fractions are traced like ELECTRA's
+def _mask_jit(key, ids, attention, fractions):
+  mask_fraction, random_fraction = fractions
   return objective.mask_inputs(
-    key, ids, attention, mask_prob=0.15, mask_id=MASK, vocab_size=VOCAB, special_ids=SPECIALS, **kw
+    key,
+    ids,
+    attention,
+    mask_prob=0.15,
+    mask_id=MASK,
+    vocab_size=VOCAB,
+    special_ids=SPECIALS,
+    mask_token_fraction=mask_fraction,
+    random_token_fraction=random_fraction,
   )
 
 
@@ -41,12 +55,12 @@ def test_max_predictions_is_the_reference_formula():
 
 def test_masking_invariants():
   ids, attention = _batch()
-  masked = jax.jit(_mask)(jax.random.key(0), ids, attention)
+  masked = _mask(jax.random.key(0), ids, attention)
   ids, attention = np.asarray(ids), np.asarray(attention)
   is_masked = np.asarray(masked.is_masked_BxL)
   positions, weights = np.asarray(masked.positions_BxN), np.asarray(masked.weights_BxN)
   corrupted, labels = np.asarray(masked.input_ids_BxL), np.asarray(masked.labels_BxN)
-  assert positions.shape == (64, 19)
+  assert positions.shape == (512, 19)
 
   # Never a special token or padding.
   assert not is_masked[~attention.astype(bool)].any()
@@ -57,7 +71,7 @@ def test_masking_invariants():
   assert (counts >= 1).all() and (counts <= cap).all()
   assert counts.sum() >= 0.9 * cap.sum()
   # Positions with weight 1 are distinct and are exactly the masked set; labels are the original ids.
-  for b in range(64):
+  for b in range(512):
     used = positions[b][weights[b] > 0]
     assert len(set(used.tolist())) == len(used) == counts[b]
     assert set(used.tolist()) == set(np.flatnonzero(is_masked[b]).tolist())
@@ -70,8 +84,8 @@ def test_masking_invariants():
 
 
 def test_electra_masks_85_percent_and_never_a_random_token():
-  ids, attention = _batch(batch=512, seed=1)
-  masked = jax.jit(_mask)(jax.random.key(1), ids, attention)
+  ids, attention = _batch(seed=1)
+  masked = _mask(jax.random.key(1), ids, attention)
   is_masked = np.asarray(masked.is_masked_BxL)
   became_mask = np.asarray(masked.input_ids_BxL)[is_masked] == MASK
   kept = np.asarray(masked.input_ids_BxL)[is_masked] == np.asarray(ids)[is_masked]
@@ -81,11 +95,8 @@ def test_electra_masks_85_percent_and_never_a_random_token():
 
 
 def test_bert_fractions_through_the_same_code_path():
-  ids, attention = _batch(batch=512, seed=2)
-  mask_fraction, random_fraction = objective.BERT_FRACTIONS
-  masked = _mask(
-    jax.random.key(2), ids, attention, mask_token_fraction=mask_fraction, random_token_fraction=random_fraction
-  )
+  ids, attention = _batch(seed=2)
+  masked = _mask(jax.random.key(2), ids, attention, objective.BERT_FRACTIONS)
   is_masked = np.asarray(masked.is_masked_BxL)
   new, old = np.asarray(masked.input_ids_BxL)[is_masked], np.asarray(ids)[is_masked]
   assert abs((new == MASK).mean() - 0.8) < 0.02
@@ -95,17 +106,17 @@ def test_bert_fractions_through_the_same_code_path():
 
 def test_duplicate_draws_are_dropped():
   # One candidate, three draws: the reference masks it once (scatter dedupes); the MLM weight counts it once too.
-  ids = jnp.asarray([[CLS, 2000, SEP] + [2001] * 17], jnp.int32)
-  ids = ids.at[0, 3:].set(MASK)  # 20 real tokens, one candidate; round(20 * 0.15) = 3 draws
-  attention = jnp.ones_like(ids)
+  row = [CLS, 2000, SEP] + [MASK] * 17 + [PAD] * 108  # 20 real tokens, one candidate; round(20 * 0.15) = 3 draws
+  ids = jnp.asarray([row] * 512, jnp.int32)
+  attention = (ids != PAD).astype(jnp.int32)
   masked = _mask(jax.random.key(3), ids, attention)
-  assert float(masked.weights_BxN.sum()) == 1.0
-  assert np.asarray(masked.is_masked_BxL)[0].tolist() == [False, True] + [False] * 18
+  np.testing.assert_array_equal(masked.weights_BxN.sum(1), 1.0)
+  np.testing.assert_array_equal(masked.is_masked_BxL, np.broadcast_to(np.arange(128) == 1, (512, 128)))
 
 
 def test_label_rule_correct_samples_are_original():
-  ids, attention = _batch(batch=8)
-  masked = jax.jit(_mask)(jax.random.key(4), ids, attention)
+  ids, attention = _batch()
+  masked = _mask(jax.random.key(4), ids, attention)
   weights = np.asarray(masked.weights_BxN) > 0
   # Half the masked slots sample the original token, the other half a different one.
   different = (np.asarray(masked.labels_BxN) + 1) % VOCAB
@@ -114,7 +125,7 @@ def test_label_rule_correct_samples_are_original():
   noised, labels = jax.jit(objective.replace_tokens)(ids, masked, jnp.asarray(sampled, jnp.int32))
   noised, labels = np.asarray(noised), np.asarray(labels)
   positions = np.asarray(masked.positions_BxN)
-  for b in range(8):
+  for b in range(len(ids)):
     for n in np.flatnonzero(weights[b]):
       assert noised[b, positions[b, n]] == sampled[b, n]
       assert labels[b, positions[b, n]] == (not pick_original[0, n])
@@ -154,8 +165,9 @@ def test_auc_matches_brute_force_with_ties():
   s, y = scores[weights], labels[weights]
   pos, neg = s[y], s[~y]
   brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg))
-  np.testing.assert_allclose(float(objective.binary_auc(scores, labels, weights)), brute, rtol=1e-6)
-  assert float(objective.binary_auc(scores, np.zeros(300, bool), weights)) == 0.5
+  auc = jax.jit(objective.binary_auc)
+  np.testing.assert_allclose(float(auc(scores, labels, weights)), brute, rtol=1e-6)
+  assert float(auc(scores, np.zeros(300, bool), weights)) == 0.5
 
 
 def test_discriminator_loss_weights_all_real_tokens_or_only_masked():
@@ -163,10 +175,11 @@ def test_discriminator_loss_weights_all_real_tokens_or_only_masked():
   labels = jnp.asarray([[1, 0, 1, 0]])
   xent = np.log1p(np.exp(-np.array([3.0, 2.0, -0.5, -9.0])))  # log(1 + exp(-z)), z = logit · (2·label - 1)
   real = jnp.asarray([[1, 1, 1, 0]])
-  np.testing.assert_allclose(float(objective.discriminator_loss(logits, labels, real)), xent[:3].mean(), rtol=1e-6)
+  loss = jax.jit(objective.discriminator_loss)
+  np.testing.assert_allclose(float(loss(logits, labels, real)), xent[:3].mean(), rtol=1e-6)
   only_masked = jnp.asarray([[0, 0, 1, 0]])  # "ELECTRA 15%"
-  np.testing.assert_allclose(float(objective.discriminator_loss(logits, labels, only_masked)), xent[2], rtol=1e-6)
-  metrics = objective.discriminator_metrics(logits, labels, real)
+  np.testing.assert_allclose(float(loss(logits, labels, only_masked)), xent[2], rtol=1e-6)
+  metrics = jax.jit(objective.discriminator_metrics)(logits, labels, real)
   assert float(metrics["disc_accuracy"]) == pytest.approx(2 / 3)
   assert float(metrics["disc_precision"]) == pytest.approx(1.0)
   assert float(metrics["disc_recall"]) == pytest.approx(0.5)
