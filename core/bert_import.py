@@ -247,3 +247,19 @@ def hf_config_dict(config: BertConfig) -> dict[str, Any]:
   if config.embedding_size is not None:
     hf.update(model_type="electra", embedding_size=config.embedding_size)
   return hf
+
+
+def save_hf_bert(
+  directory: str | Path, config: BertConfig, params: dict, *, vocab_path: str | Path | None = None
+) -> Path:
+  """Inverse of `load_hf_bert` for `BertEncoder` params: writes `model.safetensors` + `config.json` (HF names and
+  layout) and a copy of `vocab_path` as `vocab.txt` into `directory`; returns it."""
+  from safetensors.numpy import save_file
+
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  save_file(to_hf_tensors(config, params), str(directory / "model.safetensors"))
+  (directory / "config.json").write_text(json.dumps(hf_config_dict(config), indent=2))
+  if vocab_path:
+    (directory / "vocab.txt").write_bytes(Path(vocab_path).read_bytes())
+  return directory

@@ -44,12 +44,12 @@ def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
 def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
   """The accelerator recipe's code path (--size small, --glue_dir) at a toy batch: the ELECTRA-Small shapes are
   pretrained and the GLUE TSVs under glue_dir/RTE are what finetuning reads."""
-  from electra_jax import tasks
+  from core.finetune import glue
 
   pairs = [("A man sleeps.", "A man is awake.", "not_entailment"), ("A cat eats.", "A cat eats food.", "entailment")]
   for name in ("train.tsv", "dev.tsv"):
     rows = [(i, s1, s2, label) for i, (s1, s2, label) in enumerate(pairs * 4)]
-    tasks.write_glue_tsv(tmp_path / "glue" / "RTE" / name, ("index", "sentence1", "sentence2", "label"), rows)
+    glue.write_glue_tsv(tmp_path / "glue" / "RTE" / name, ("index", "sentence1", "sentence2", "label"), rows)
   args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--size", "small", "--seeds", "0",
           "--electra_steps", "2", "--batch_size", "2", "--tasks", "rte", "--fractions", "1.0", "--train_size", "0",
           "--finetune_epochs", "1", f"--glue_dir={tmp_path / 'glue'}", f"--workdir={tmp_path / 'work'}",

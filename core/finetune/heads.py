@@ -1,10 +1,10 @@
-"""Task heads over the pretrained ELECTRA discriminator encoder, their losses and span decoding.
+"""Task heads over a pretrained BERT-family encoder, their losses and span decoding.
 
-Patent US 2021/0089724 (ELECTRA), final step: "after pretraining the generator is discarded and the encoder is
-finetuned (classification, QA with start/end vectors, NER, ...)"; paper §3.1 and Appendix A (fine-tuning details).
-`FinetuneModel` = core `BertEncoder` (the discriminator body, params under 'encoder') + one head (params under
-'head'), so the layer-wise learning-rate decay of Appendix A can address 'encoder/embeddings', 'encoder/layer_i'
-and 'head' by path.
+BERT §4 (Devlin et al. 2018: classification from [CLS], SQuAD start/end vectors, per-token tagging) and the ELECTRA
+patent's final step (US 2021/0089724: "after pretraining the generator is discarded and the encoder is finetuned
+(classification, QA with start/end vectors, NER, ...)"; ELECTRA paper §3.1 and Appendix A).
+`FinetuneModel` = core `BertEncoder` (params under 'encoder') + one head (params under 'head'), so a method can
+address 'encoder/embeddings', 'encoder/layer_i' and 'head' by path (layer-wise LR decay, frozen encoders).
 
 Heads:
 - `ClassificationHead`: [CLS] → dropout → dense(H) → GELU → dropout → dense(K), as HuggingFace
@@ -26,9 +26,9 @@ import optax
 
 from core import bert as bert_lib
 from core import dropout as dropout_lib
+from core.finetune.examples import TASK_TYPES
 
 Array = jax.Array
-TASK_TYPES = ("classification", "regression", "span_qa", "tagging")
 IGNORE = -1  # label of tokens the tagging loss skips ([CLS], [SEP], padding, non-first WordPieces)
 
 

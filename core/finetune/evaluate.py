@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from electra_jax import features as features_lib
-from electra_jax import heads, metrics
-from electra_jax.tasks import TaskSpec
+from core.finetune import features as features_lib
+from core.finetune import heads, metrics
+from core.finetune.examples import TaskSpec
 
 INPUT_KEYS = ("input_ids", "token_type_ids", "attention_mask")
 

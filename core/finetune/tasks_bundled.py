@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from electra_jax.tasks import QaExample, TaggingExample, TaskData, TaskSpec, TextExample
+from core.finetune.examples import QaExample, TaggingExample, TaskData, TaskSpec, TextExample
 
 
 def _split(examples: list[Any], n_train: int, n_dev: int, seed: int) -> tuple[list[Any], list[Any]]:

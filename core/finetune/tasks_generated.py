@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from electra_jax import tasks
+from core.finetune import glue
 
 POSITIVE = ("good", "great", "excellent", "wonderful", "enjoyable", "brilliant", "charming", "delightful", "moving",
             "entertaining", "clever", "beautiful", "funny", "fresh", "memorable", "gripping", "impressive", "superb",
@@ -106,8 +106,8 @@ def write_negation_tsv(
 
   def write(directory: Path) -> None:
     train, dev = generate_negation(seed, train_size, dev_size)
-    tasks.write_glue_tsv(directory / "train.tsv", ("sentence", "label"), train)
-    tasks.write_glue_tsv(directory / "dev.tsv", ("sentence", "label"), dev)
+    glue.write_glue_tsv(directory / "train.tsv", ("sentence", "label"), train)
+    glue.write_glue_tsv(directory / "dev.tsv", ("sentence", "label"), dev)
 
   stamp = {"generator": "negation", "version": 1, "seed": seed, "train_size": train_size, "dev_size": dev_size}
   return _write_once(directory, stamp, write)
@@ -152,7 +152,10 @@ def write_word_order_tsv(
   def write(directory: Path) -> None:
     for name, rows in zip(("train.tsv", "dev.tsv"), generate_word_order(seed, train_size, dev_size)):
       cola_rows = [("wordnet", label, "" if label else "*", sentence) for sentence, label in rows]
-      tasks.write_glue_tsv(directory / name, None, cola_rows)
+      glue.write_glue_tsv(directory / name, None, cola_rows)
 
   stamp = {"generator": "word_order", "version": 1, "seed": seed, "train_size": train_size, "dev_size": dev_size}
   return _write_once(directory, stamp, write)
+
+
+WRITERS: dict[str, Callable[..., Path]] = {"negation": write_negation_tsv, "word_order": write_word_order_tsv}

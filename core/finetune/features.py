@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from electra_jax.heads import IGNORE
-from electra_jax.tasks import QaExample, TaggingExample, TextExample
+from core.finetune.examples import QaExample, TaggingExample, TextExample
+from core.finetune.heads import IGNORE
 
 LABEL_TOKENS = ("first", "all")
 

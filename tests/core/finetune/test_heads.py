@@ -1,4 +1,4 @@
-"""Finetuning heads, losses, span decoding, layer-wise LR decay and metrics, against hand computations."""
+"""Finetuning heads, losses, span decoding and metrics, against hand computations."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core import bert as bert_lib
-from electra_jax import finetune, heads, metrics
+from core.finetune import heads, metrics
 
 CONFIG = bert_lib.BertConfig(
   vocab_size=50, hidden_size=16, num_layers=3, num_heads=2, intermediate_size=32, embedding_size=8,
@@ -75,41 +75,6 @@ def test_best_span_picks_the_best_valid_span():
   np.testing.assert_allclose(score, [5.5, 6.0])
   s, e, _ = heads.best_span(jnp.asarray(start), jnp.asarray(end), jnp.asarray(allowed), max_answer_length=4)
   assert (int(s[1]), int(e[1])) == (3, 6)
-
-
-def test_layerwise_lr_multipliers_for_three_layers():
-  model = heads.FinetuneModel(CONFIG, "classification", num_labels=2)
-  params = model.init(jax.random.key(0), *_inputs())["params"]
-  d = 0.8
-  intended = finetune.layerwise_lr_multipliers(params, 3, d)
-  bug = finetune.layerwise_lr_multipliers(params, 3, d, reference_bug=True)
-  expect_intended = {"embeddings": 0.4096, "embeddings_project": 0.4096, "layer_0": 0.512, "layer_1": 0.64,
-                     "layer_2": 0.8}  # fmt: skip
-  expect_bug = {
-    "embeddings": 0.32768,
-    "embeddings_project": 0.32768,
-    "layer_0": 0.4096,
-    "layer_1": 0.512,
-    "layer_2": 0.64,
-  }  # fmt: skip  (reference code: top layer d^2, google-research/electra #51)
-  for name, value in expect_intended.items():
-    np.testing.assert_allclose(jax.tree.leaves(intended["encoder"][name]), value, rtol=1e-12)
-    np.testing.assert_allclose(jax.tree.leaves(bug["encoder"][name]), expect_bug[name], rtol=1e-12)
-  assert set(jax.tree.leaves(intended["head"])) == {1.0} and set(jax.tree.leaves(bug["head"])) == {1.0}
-
-
-def test_layerwise_multipliers_scale_the_updates_in_core_optimizer():
-  from core import config as config_lib
-  from core import optim
-
-  params = {"encoder": {"embeddings": {"w": jnp.ones(2)}, "layer_0": {"w": jnp.ones(2)}}, "head": {"w": jnp.ones(2)}}
-  opt = config_lib.default_optimizer()
-  opt.update(name="sgd", b1=0.0, peak_lr=1.0, schedule="constant", weight_decay=0.0, clip_norm=0.0)
-  tx, _ = optim.make_optimizer(opt, 10, lr_multipliers=lambda p: finetune.layerwise_lr_multipliers(p, 1, 0.5))
-  grads = jax.tree.map(jnp.ones_like, params)
-  updates, _ = tx.update(grads, tx.init(params), params)
-  assert [float(updates["encoder"]["embeddings"]["w"][0]), float(updates["encoder"]["layer_0"]["w"][0]),
-          float(updates["head"]["w"][0])] == [-0.25, -0.5, -1.0]  # fmt: skip
 
 
 def test_matthews_on_a_hand_counted_confusion_matrix():

@@ -5,16 +5,16 @@ import collections
 import pytest
 import tensorflow_datasets as tfds
 
-from electra_jax import tasks, tasks_bundled, tasks_generated
+from core.finetune import examples, glue, squad, tasks, tasks_bundled, tasks_generated
 
 BUNDLED_SIZES = {"polarity": (150, 50), "newsgroups": (150, 50), "wordnet_pos": (4000, 1000),
                  "capital_qa": (182 * 4, 46), "wiki_links": (4000, 1000)}  # fmt: skip
 
 
 def _key(example):
-  if isinstance(example, tasks.QaExample):
+  if isinstance(example, examples.QaExample):
     return (example.question, example.context)
-  if isinstance(example, tasks.TaggingExample):
+  if isinstance(example, examples.TaggingExample):
     return example.words
   return example.texts
 
@@ -162,7 +162,7 @@ GLUE_ROWS = {  # (header or None, one row, expected texts, expected label)
 @pytest.mark.parametrize("task", tasks.GLUE_NAMES)
 def test_glue_tsv_round_trip(task, tmp_path):
   header, row, label = GLUE_ROWS[task]
-  fmt = tasks.GLUE_TSV[task]
+  fmt = glue.GLUE_TSV[task]
   for name in ("train.tsv", fmt.dev_file):
     path = tmp_path / name
     lines = ([header] if header else []) + [row, row]
@@ -174,9 +174,9 @@ def test_glue_tsv_round_trip(task, tmp_path):
   assert len(example.texts) == len(fmt.text_columns)
   assert data.spec.task_type == ("regression" if task == "stsb" else "classification")
   assert data.spec.metric == {"cola": "mcc", "stsb": "spearman"}.get(task, "accuracy")
-  tasks.write_glue_tsv(tmp_path / "again" / "train.tsv", ("sentence", "label"), [("x\ty", 1)])
-  assert tasks.read_glue_tsv(tmp_path / "again" / "train.tsv", tasks.GLUE_TSV["sst2"]) == [
-    tasks.TextExample(("x y",), 1)
+  glue.write_glue_tsv(tmp_path / "again" / "train.tsv", ("sentence", "label"), [("x\ty", 1)])
+  assert glue.read_glue_tsv(tmp_path / "again" / "train.tsv", glue.GLUE_TSV["sst2"]) == [
+    examples.TextExample(("x y",), 1)
   ]
 
 
@@ -195,8 +195,8 @@ def test_glue_from_tfds_mock_data(task, num_labels):
 
 def test_squad_json_round_trip_and_tfds_mock(tmp_path):
   qa = tasks.load_task("capital_qa").dev[:5]
-  tasks.write_squad_json(tmp_path / "train-v1.1.json", qa)
-  tasks.write_squad_json(tmp_path / "dev-v1.1.json", qa)
+  squad.write_squad_json(tmp_path / "train-v1.1.json", qa)
+  squad.write_squad_json(tmp_path / "dev-v1.1.json", qa)
   data = tasks.load_task("squad", data_dir=str(tmp_path))
   assert data.train == qa and data.spec.task_type == "span_qa"
   with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, num_examples=3):
