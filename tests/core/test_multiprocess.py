@@ -1,7 +1,12 @@
-"""Two `jax.distributed` processes on localhost (gloo CPU collectives) reproduce the one-process run."""
+"""Two `jax.distributed` processes on localhost (gloo CPU collectives) reproduce the one-process run.
+
+The one-process run and the two-process job start together: each process spends its time compiling, so on a
+2-core host the three overlap instead of running one after the other.
+"""
 
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -23,7 +28,7 @@ if num_processes > 1:
 from tests.helpers import load_config
 from core import pretrain_mlm
 config = load_config(sys.argv[5], "tiny", {"train.total_steps": 4, "train.log_every": 1, "train.progress": False,
-                                          "train.checkpoint_every": 2, "train.eval_every": 0,
+                                          "train.checkpoint_every": 4, "train.eval_every": 0,
                                           "data.max_documents": 30})
 result = pretrain_mlm.train_and_evaluate(config, workdir)
 print(json.dumps({"process_count": jax.process_count(), "device_count": jax.device_count(),
@@ -37,31 +42,32 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(num_processes, workdir, devices_per_process):
+def _start(num_processes, workdir, devices_per_process) -> list[tuple[subprocess.Popen, pathlib.Path]]:
+  """Starts the processes of one job; each writes its output to a file (pipes could fill while we wait on another)."""
   env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
   port = str(_free_port())
-  procs = [
-    subprocess.Popen(
-      [sys.executable, "-c", _SCRIPT, str(i), str(num_processes), port, str(workdir), CONFIG],
-      cwd=REPO,
-      env=env,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(num_processes)
-  ]
+  started = []
+  for i in range(num_processes):
+    log = pathlib.Path(f"{workdir}_{i}")  # + .out / .err
+    with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
+      args = [sys.executable, "-c", _SCRIPT, str(i), str(num_processes), port, str(workdir), CONFIG]
+      started.append((subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=err), log))
+  return started
+
+
+def _results(started: list[tuple[subprocess.Popen, pathlib.Path]]) -> list[dict]:
   outputs = []
-  for proc in procs:
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    outputs.append(json.loads(out.strip().splitlines()[-1]))
+  for proc, log in started:
+    proc.wait(timeout=600)
+    assert proc.returncode == 0, log.with_suffix(".err").read_text()[-3000:]
+    outputs.append(json.loads(log.with_suffix(".out").read_text().strip().splitlines()[-1]))
   return outputs
 
 
 def test_two_processes_equal_one(tmp_path):
-  (single,) = _launch(1, tmp_path / "one", devices_per_process=2)
-  pair = _launch(2, tmp_path / "two", devices_per_process=1)
+  single_procs = _start(1, tmp_path / "one", devices_per_process=2)
+  pair_procs = _start(2, tmp_path / "two", devices_per_process=1)
+  (single,), pair = _results(single_procs), _results(pair_procs)
   assert [p["process_count"] for p in pair] == [2, 2] and pair[0]["device_count"] == 2
   assert single["device_count"] == 2 and len(single["losses"]) == 4
   np.testing.assert_allclose(pair[0]["losses"], single["losses"], rtol=1e-5)
