@@ -166,17 +166,17 @@ def clustered_vectors(key_or_seed, n: int, d: int, n_clusters: int, noise: float
   roughly the perturbation norm relative to the unit centre. Returned as numpy (ScaNN input).
   """
   key = jax.random.key(key_or_seed) if isinstance(key_or_seed, (int, np.integer)) else key_or_seed
+  return np.asarray(_clustered_vectors_jit(key, int(n), int(d), int(n_clusters), jnp.float32(noise)))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _clustered_vectors_jit(key, n: int, d: int, n_clusters: int, noise):
   k_centres, k_assign, k_noise = jax.random.split(key, 3)
-
-  @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-  def make(n, d, n_clusters, noise):
-    centres_CxD = jax.random.normal(k_centres, (n_clusters, d), jnp.float32)
-    centres_CxD /= jnp.linalg.norm(centres_CxD, axis=1, keepdims=True)
-    assign_N = jax.random.randint(k_assign, (n,), 0, n_clusters)
-    x_NxD = centres_CxD[assign_N] + noise / math.sqrt(d) * jax.random.normal(k_noise, (n, d), jnp.float32)
-    return x_NxD / jnp.linalg.norm(x_NxD, axis=1, keepdims=True)
-
-  return np.asarray(make(int(n), int(d), int(n_clusters), jnp.float32(noise)))
+  centres_CxD = jax.random.normal(k_centres, (n_clusters, d), jnp.float32)
+  centres_CxD /= jnp.linalg.norm(centres_CxD, axis=1, keepdims=True)
+  assign_N = jax.random.randint(k_assign, (n,), 0, n_clusters)
+  x_NxD = centres_CxD[assign_N] + noise / math.sqrt(d) * jax.random.normal(k_noise, (n, d), jnp.float32)
+  return x_NxD / jnp.linalg.norm(x_NxD, axis=1, keepdims=True)
 
 
 class ScannIndex:

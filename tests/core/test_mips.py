@@ -23,8 +23,8 @@ def _numpy_topk(query_QxD, database_NxD, k):
 
 @pytest.fixture(scope="module")
 def clustered():
-  x_NxD = mips.clustered_vectors(1, 20_000 + 300, 64, 200, 1.0)
-  return x_NxD[:20_000], x_NxD[20_000:]
+  x_NxD = mips.clustered_vectors(1, 5_000 + 200, 64, 200, 1.0)  # above brute_force_below: a tree + AH index
+  return x_NxD[:5_000], x_NxD[5_000:]
 
 
 @pytest.mark.parametrize("query_chunk", [None, 7, 1000])
@@ -114,9 +114,9 @@ def test_scann_recall_and_save_load(clustered, tmp_path):
   database_NxD, query_QxD = clustered
   _, exact_idx = mips.exact_topk(query_QxD, database_NxD, 10)
   index = mips.ScannIndex.build(database_NxD, 10)
-  assert index.meta["mode"] == "tree_ah" and len(index) == 20_000 and index.dim == 64
+  assert index.meta["mode"] == "tree_ah" and len(index) == 5_000 and index.dim == 64
   scores, idx = index.search(query_QxD, 10)
-  assert scores.shape == idx.shape == (300, 10)
+  assert scores.shape == idx.shape == (200, 10)
   recall = mips.recall_at_k(idx, exact_idx)
   assert recall >= 0.95, recall
   # Scores are reordered exact inner products.
