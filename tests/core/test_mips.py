@@ -21,10 +21,15 @@ def _numpy_topk(query_QxD, database_NxD, k):
   return np.take_along_axis(scores_QxN, idx_QxK, axis=1), idx_QxK
 
 
+# One (rows, dim, clusters) for every clustered_vectors call here: one compile. 5,000 rows are above
+# brute_force_below, so the index is a tree + AH one.
+ROWS, QUERIES, DIM, CLUSTERS = 5_000, 200, 64, 200
+
+
 @pytest.fixture(scope="module")
 def clustered():
-  x_NxD = mips.clustered_vectors(1, 5_000 + 200, 64, 200, 1.0)  # above brute_force_below: a tree + AH index
-  return x_NxD[:5_000], x_NxD[5_000:]
+  x_NxD = mips.clustered_vectors(1, ROWS + QUERIES, DIM, CLUSTERS, 1.0)
+  return x_NxD[:ROWS], x_NxD[ROWS:]
 
 
 @pytest.mark.parametrize("query_chunk", [None, 7, 1000])
@@ -103,20 +108,21 @@ def test_recall_at_k():
   assert mips.recall_at_k(np.array([[3, 2, 9, 9], [8, 8, 8, 8]]), exact) == pytest.approx(0.25)
 
 
-def test_clustered_vectors_normalised_and_deterministic():
-  x = mips.clustered_vectors(5, 100, 8, 4, 0.3)
-  assert x.shape == (100, 8) and x.dtype == np.float32
+def test_clustered_vectors_normalised_and_deterministic(clustered):
+  x = mips.clustered_vectors(5, ROWS + QUERIES, DIM, CLUSTERS, 0.3)
+  assert x.shape == (ROWS + QUERIES, DIM) and x.dtype == np.float32
   np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
-  np.testing.assert_array_equal(x, mips.clustered_vectors(jax.random.key(5), 100, 8, 4, 0.3))
+  np.testing.assert_array_equal(x, mips.clustered_vectors(jax.random.key(5), ROWS + QUERIES, DIM, CLUSTERS, 0.3))
+  assert not np.array_equal(x, np.concatenate(clustered))  # another seed and noise, other vectors
 
 
 def test_scann_recall_and_save_load(clustered, tmp_path):
   database_NxD, query_QxD = clustered
   _, exact_idx = mips.exact_topk(query_QxD, database_NxD, 10)
   index = mips.ScannIndex.build(database_NxD, 10)
-  assert index.meta["mode"] == "tree_ah" and len(index) == 5_000 and index.dim == 64
+  assert index.meta["mode"] == "tree_ah" and len(index) == ROWS and index.dim == DIM
   scores, idx = index.search(query_QxD, 10)
-  assert scores.shape == idx.shape == (200, 10)
+  assert scores.shape == idx.shape == (QUERIES, 10)
   recall = mips.recall_at_k(idx, exact_idx)
   assert recall >= 0.95, recall
   # Scores are reordered exact inner products.
@@ -131,9 +137,8 @@ def test_scann_recall_and_save_load(clustered, tmp_path):
   np.testing.assert_array_equal(idx_par, idx)
 
 
-def test_scann_brute_force_small():
-  x = mips.clustered_vectors(2, 520, 16, 10, 1.0)
-  database_NxD, query_QxD = x[:500], x[500:]
+def test_scann_brute_force_small(clustered):
+  database_NxD, query_QxD = clustered[0][:500], clustered[1][:20]
   index = mips.ScannIndex.build(database_NxD, 5)
   assert index.meta["mode"] == "brute_force"
   _, idx = index.search(query_QxD, 5)
