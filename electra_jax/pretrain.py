@@ -13,7 +13,9 @@ Data: the bundled Wikipedia articles + Lee corpus (or full Wikipedia / OpenWebTe
 WordPiece with the BERT uncased vocab, packed into '[CLS] ... [SEP]' rows by `core.data.pipeline.lm_dataset`; checks,
 bundled documents and the held-out evaluation are `core.pretraining`'s, shared with `core.pretrain_mlm`. The run
 logs its pretraining FLOPs (`electra_jax.flops`): `pretrain_flops_per_step` in the train metrics, cumulative
-`pretrain_flops` in the eval metrics, and both in `<workdir>/flops.json`. Resumes from `--workdir`.
+`pretrain_flops` in the eval metrics, and both in `<workdir>/flops.json`. At every checkpoint the finetuning
+encoder (discriminator, or the twin's) is exported to `<workdir>/export/step_<N>/` (`electra_jax.export`). Resumes
+from `--workdir`.
 """
 
 from __future__ import annotations
