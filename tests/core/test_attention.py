@@ -8,6 +8,9 @@ import pytest
 
 from core import attention
 
+# One jitted program per (shapes, mask/bias presence): cheaper to compile than the eager ops one by one.
+attend = jax.jit(attention.dot_product_attention, static_argnames=("dropout_rate", "deterministic"))
+
 
 def naive_attention(q, k, v, allowed=None, bias=None):
   """Loop reference: out[b, i, n] = Σ_j softmax_j(q·k/√d + bias)[j] v[b, j, n] over allowed j; 0 if none."""
@@ -61,7 +64,7 @@ def test_mask_shapes_and_values():
 
 def test_no_mask_matches_reference():
   q, k, v = _qkv(0, l=4, s=6)
-  out = attention.dot_product_attention(q, k, v)
+  out = attend(q, k, v)
   np.testing.assert_allclose(out, naive_attention(q, k, v), rtol=1e-5, atol=1e-6)
 
 
@@ -70,7 +73,7 @@ def test_padding_mask_matches_reference():
   pad_BxS = _padding([6, 3], 6)
   mask = attention.make_padding_mask(pad_BxS)
   allowed = np.broadcast_to(np.asarray(mask), (2, 3, 6, 6))
-  out = attention.dot_product_attention(q, k, v, mask=mask)
+  out = attend(q, k, v, mask=mask)
   np.testing.assert_allclose(out, naive_attention(q, k, v, allowed), rtol=1e-5, atol=1e-6)
 
 
@@ -78,13 +81,13 @@ def test_causal_mask_matches_reference_and_ignores_future():
   q, k, v = _qkv(2, l=5, s=5)
   mask = attention.make_causal_mask(5)
   allowed = np.broadcast_to(np.asarray(mask), (2, 3, 5, 5))
-  out = attention.dot_product_attention(q, k, v, mask=mask)
+  out = attend(q, k, v, mask=mask)
   np.testing.assert_allclose(out, naive_attention(q, k, v, allowed), rtol=1e-5, atol=1e-6)
   # Changing the last key/value must leave every earlier query position unchanged.
   k2, v2 = k.copy(), v.copy()
   k2[:, -1] += 3.0
   v2[:, -1] -= 5.0
-  out2 = attention.dot_product_attention(q, k2, v2, mask=mask)
+  out2 = attend(q, k2, v2, mask=mask)
   np.testing.assert_array_equal(np.asarray(out)[:, :-1], np.asarray(out2)[:, :-1])
 
 
@@ -93,7 +96,7 @@ def test_padding_and_causal_with_bias_matches_reference():
   mask = attention.combine_masks(attention.make_padding_mask(_padding([6, 4, 1], 6)), attention.make_causal_mask(6))
   bias = np.random.default_rng(4).normal(size=(3, 2, 6, 6)).astype(np.float32)
   allowed = np.broadcast_to(np.asarray(mask), (3, 2, 6, 6))
-  out = attention.dot_product_attention(q, k, v, mask=mask, bias=bias)
+  out = attend(q, k, v, mask=mask, bias=bias)
   np.testing.assert_allclose(out, naive_attention(q, k, v, allowed, bias), rtol=1e-5, atol=1e-6)
 
 
@@ -101,7 +104,7 @@ def test_bias_alone_matches_reference_and_broadcasts():
   q, k, v = _qkv(5, l=3, s=7)
   bias_1xNx1xS = np.random.default_rng(6).normal(size=(1, 3, 1, 7)).astype(np.float32)
   full = np.broadcast_to(bias_1xNx1xS, (2, 3, 3, 7))
-  out = attention.dot_product_attention(q, k, v, bias=bias_1xNx1xS)
+  out = attend(q, k, v, bias=bias_1xNx1xS)
   np.testing.assert_allclose(out, naive_attention(q, k, v, bias=full), rtol=1e-5, atol=1e-6)
 
 
@@ -111,20 +114,20 @@ def test_fully_masked_rows_are_zero_not_nan():
   # Left padding + causal: the first two queries of example 0 see no key at all.
   left = attention.make_padding_mask(np.array([[0, 0, 1, 1], [1, 1, 1, 1]]))
   for mask in (pad, attention.combine_masks(left, attention.make_causal_mask(4))):
-    out = np.asarray(attention.dot_product_attention(q, k, v, mask=mask))
+    out = np.asarray(attend(q, k, v, mask=mask))
     assert np.isfinite(out).all()
     allowed = np.broadcast_to(np.asarray(mask), (2, 3, 4, 4))
     np.testing.assert_allclose(out, naive_attention(q, k, v, allowed), rtol=1e-5, atol=1e-6)
-  grads = jax.grad(lambda q_: attention.dot_product_attention(q_, k, v, mask=pad).sum())(jnp.asarray(q))
+  grads = jax.jit(jax.grad(lambda q_: attention.dot_product_attention(q_, k, v, mask=pad).sum()))(jnp.asarray(q))
   assert np.isfinite(np.asarray(grads)).all()
 
 
 def test_bf16_inputs_close_to_fp32_and_softmax_in_fp32():
   q, k, v = _qkv(8, l=16, s=16, n=2, d=32)
   mask = attention.make_padding_mask(_padding([16, 9], 16))
-  ref = attention.dot_product_attention(q, k, v, mask=mask)
+  ref = attend(q, k, v, mask=mask)
   q16, k16, v16 = (jnp.asarray(a, jnp.bfloat16) for a in (q, k, v))
-  out16 = attention.dot_product_attention(q16, k16, v16, mask=mask)
+  out16 = attend(q16, k16, v16, mask=mask)
   assert out16.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(out16, np.float32), ref, atol=3e-2, rtol=3e-2)
   # The softmax's exp must run in float32 even though the inputs are bfloat16.
@@ -135,17 +138,17 @@ def test_bf16_inputs_close_to_fp32_and_softmax_in_fp32():
 
 def test_dropout_deterministic_is_identity_and_active_otherwise():
   q, k, v = _qkv(9, l=8, s=8)
-  base = attention.dot_product_attention(q, k, v)
+  base = attend(q, k, v)
   for seed in (0, 1):
-    same = attention.dot_product_attention(
+    same = attend(
       q, k, v, dropout_rate=0.5, dropout_rng=jax.random.key(seed), deterministic=True
     )
     np.testing.assert_array_equal(same, base)
-  d0 = attention.dot_product_attention(q, k, v, dropout_rate=0.5, dropout_rng=jax.random.key(0), deterministic=False)
-  d1 = attention.dot_product_attention(q, k, v, dropout_rate=0.5, dropout_rng=jax.random.key(1), deterministic=False)
+  d0 = attend(q, k, v, dropout_rate=0.5, dropout_rng=jax.random.key(0), deterministic=False)
+  d1 = attend(q, k, v, dropout_rate=0.5, dropout_rng=jax.random.key(1), deterministic=False)
   assert not np.allclose(d0, base) and not np.allclose(d0, d1)
   with pytest.raises(ValueError, match="dropout_rng"):
-    attention.dot_product_attention(q, k, v, dropout_rate=0.5, deterministic=False)
+    attend(q, k, v, dropout_rate=0.5, deterministic=False)
 
 
 def test_multi_head_attention_module_params_and_reference():
@@ -178,9 +181,9 @@ def test_multi_head_attention_module_params_and_reference():
 
 
 def test_multi_head_attention_bf16_compute_keeps_fp32_params():
-  x = np.random.default_rng(11).normal(size=(2, 5, 16)).astype(np.float32)
-  mha32 = attention.MultiHeadAttention(num_heads=4)
-  mha16 = attention.MultiHeadAttention(num_heads=4, dtype=jnp.bfloat16)
+  x = np.random.default_rng(11).normal(size=(2, 6, 12)).astype(np.float32)  # the shapes above: no new compiles
+  mha32 = attention.MultiHeadAttention(num_heads=3)
+  mha16 = attention.MultiHeadAttention(num_heads=3, dtype=jnp.bfloat16)
   params = mha32.init(jax.random.key(0), x)["params"]
   assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(mha16.init(jax.random.key(0), x)))
   out32 = mha32.apply({"params": params}, x)
@@ -193,8 +196,9 @@ def test_multi_head_attention_cross_attention_and_head_dim():
   x = np.ones((1, 3, 8), np.float32)
   kv = np.random.default_rng(12).normal(size=(1, 7, 10)).astype(np.float32)
   mha = attention.MultiHeadAttention(num_heads=2, head_dim=5)
-  variables = mha.init(jax.random.key(0), x, kv_BxSxH=kv)
+  # Shapes only: traced, not compiled.
+  variables = jax.eval_shape(lambda: mha.init(jax.random.key(0), x, kv_BxSxH=kv))
   assert variables["params"]["key"]["kernel"].shape == (10, 10)
   assert variables["params"]["out"]["kernel"].shape == (10, 8)
-  assert mha.apply(variables, x, kv_BxSxH=kv).shape == (1, 3, 8)
+  assert jax.eval_shape(lambda v: mha.apply(v, x, kv_BxSxH=kv), variables).shape == (1, 3, 8)
   assert isinstance(mha, nn.Module)
