@@ -139,20 +139,23 @@ def test_tiny_param_tree_and_shapes():
   assert out.shape == (2, 7, h) and out.dtype == jnp.float32
 
 
+def _param_shapes(model, *inputs):
+  """The params `model.init` would create, traced but not computed."""
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs))["params"]
+
+
 def test_embedding_size_adds_projection():
   ids, types, mask = _tiny_inputs()
   cfg = TINY.replace(embedding_size=16)
-  params = bert.BertEncoder(cfg).init(jax.random.key(0), ids, types, mask)["params"]
+  params = _param_shapes(bert.BertEncoder(cfg), ids, types, mask)
   assert params["embeddings"]["word_embeddings"]["embedding"].shape == (97, 16)
   assert params["embeddings"]["layer_norm"]["scale"].shape == (16,)
   assert params["embeddings_project"]["kernel"].shape == (16, 32)
-  assert bert.BertEncoder(cfg).apply({"params": params}, ids, types, mask).shape == (2, 7, 32)
-  assert "embeddings_project" not in bert.BertEncoder(TINY).init(jax.random.key(0), ids)["params"]
-  assert (
-    "embeddings_project" not in bert.BertEncoder(TINY.replace(embedding_size=32)).init(jax.random.key(0), ids)["params"]
-  )
-  head = bert.BertForMlm(cfg).init(jax.random.key(0), ids)["params"]["mlm_head"]
-  assert head["dense"]["kernel"].shape == (32, 16)
+  out = jax.eval_shape(lambda p: bert.BertEncoder(cfg).apply({"params": p}, ids, types, mask), params)
+  assert out.shape == (2, 7, 32)
+  assert "embeddings_project" not in _param_shapes(bert.BertEncoder(TINY), ids)
+  assert "embeddings_project" not in _param_shapes(bert.BertEncoder(TINY.replace(embedding_size=32)), ids)
+  assert _param_shapes(bert.BertForMlm(cfg), ids)["mlm_head"]["dense"]["kernel"].shape == (32, 16)
 
 
 def test_mlm_head_is_tied_to_word_embeddings():
@@ -262,9 +265,11 @@ def _write_checkpoint(directory: Path, config, tensors, hf_config=None):
 
 
 def _tiny_checkpoint_tensors(config, with_mlm_head=False, prefix=""):
-  ids = np.zeros((1, 3), np.int32)
+  """Random values in the model's param tree (no init computed) and their HF tensors."""
   model = bert.BertForMlm(config) if with_mlm_head else bert.BertEncoder(config)
-  params = model.init(jax.random.key(5), ids)["params"]
+  rng = np.random.default_rng(5)
+  shapes = _param_shapes(model, np.zeros((1, 3), np.int32))
+  params = jax.tree.map(lambda s: rng.normal(size=s.shape).astype(np.float32), shapes)
   tensors = bert_import.to_hf_tensors(config, params, with_mlm_head=with_mlm_head, prefix=prefix)
   return params, tensors
 
