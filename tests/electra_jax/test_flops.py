@@ -5,6 +5,7 @@ import os
 import pytest
 
 from core import bert as bert_lib
+from core import flops as core_flops
 from electra_jax import flops, model, pretrain
 from tests.helpers import REPO, load_config
 
@@ -58,6 +59,6 @@ def test_discriminator_model_flops_are_the_matmuls():
   # AV, the head dense(h) and logit; training = 3 x forward.
   h, f, e, n, batch, seq_len = 256, 1024, 128, 12, 32, 128
   per_token = n * (2 * (4 * h * h + 2 * h * f) + 4 * seq_len * h) + 2 * e * h + 2 * (h * h + h)
-  shape = flops.TransformerShape.from_bert_config(SMALL, seq_len)
+  shape = core_flops.TransformerShape.from_bert_config(SMALL, seq_len)
   got = flops.discriminator_train_flops(shape, batch, backward_factor=2.0, matmul_only=True)
   assert got == pytest.approx(3.0 * per_token * batch * seq_len, rel=1e-12)
