@@ -3,7 +3,7 @@
 Command:
   python -m core.pretrain_mlm --config=configs/core/bert_mlm.py:tiny --workdir=$WORKDIR
   python -m core.pretrain_mlm --config=configs/core/bert_mlm.py:minilm --workdir=$WORKDIR   # init from MiniLM-L6
-Args (`:size=...` or a bare size): tiny | mini | minilm | base.
+Args (`:size=...` or a bare size): tiny | mini | small | minilm | base (configs/core/common.py SIZES).
 Expected: tiny: MLM loss falls from ~10.3 (ln 30522) within 200 steps on one CPU; BERT-Base MLM accuracy ~0.7 after
   1M steps on Wikipedia+BooksCorpus (paper scale, not run here).
 Runtime: tiny ~1 min on 2 CPU cores (200 steps); minilm ~5 s/step on 2 CPU cores at batch 32 x 128.

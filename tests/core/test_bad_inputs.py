@@ -94,25 +94,27 @@ def _tree_digest(root):
   return digest.hexdigest()
 
 
+# A 1-layer encoder without dropout: the same checkpoint and refusal code paths, a smaller program to compile.
+SAVED = {
+  "model.num_layers": 1,
+  "model.hidden_dropout_rate": 0.0,
+  "model.attention_dropout_rate": 0.0,
+  "train.progress": False,
+  "data.max_documents": 20,
+}
+
+
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("saved")
-  config = load_config(
-    CONFIG,
-    "tiny",
-    {"train.total_steps": 2, "train.checkpoint_every": 2, "train.progress": False, "data.max_documents": 20},
-  )
+  config = load_config(CONFIG, "tiny", {**SAVED, "train.total_steps": 2, "train.checkpoint_every": 2})
   pretrain_mlm.train_and_evaluate(config, str(workdir))
   return workdir
 
 
 def test_checkpoint_from_another_model_is_refused_and_kept(saved_run, tmp_path):
   before = _tree_digest(saved_run / "checkpoints")
-  config = load_config(
-    CONFIG,
-    "tiny",
-    {"train.total_steps": 4, "model.intermediate_size": 128, "train.progress": False, "data.max_documents": 20},
-  )
+  config = load_config(CONFIG, "tiny", {**SAVED, "train.total_steps": 4, "model.intermediate_size": 128})
   with pytest.raises(
     checkpoint_lib.CheckpointError,
     match=r"params/encoder/layer_0/intermediate/bias has shape \(256,\), the model expects \(128,\)",
@@ -131,50 +133,80 @@ def test_corrupt_checkpoint_is_refused(saved_run, tmp_path):
     for name in files:
       with open(os.path.join(folder, name), "wb") as f:
         f.write(b"\x00garbage")
-  config = load_config(CONFIG, "tiny", {"train.total_steps": 4, "train.progress": False, "data.max_documents": 20})
+  config = load_config(CONFIG, "tiny", {**SAVED, "train.total_steps": 4})
   with pytest.raises(checkpoint_lib.CheckpointError, match=r"checkpoints/2 is unreadable: ") as info:
     pretrain_mlm.train_and_evaluate(config, str(workdir))
   assert "\n" not in str(info.value)
 
 
-def _cli(args, devices=1):
-  env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  out = subprocess.run(
-    [sys.executable, "-m", "core.pretrain_mlm", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
-  )
-  return out.returncode, out.stderr.strip().splitlines()[-1] if out.stderr.strip() else ""
+# Command-line cases: (id, arguments after --workdir, simulated devices, expected last stderr line). Each is a fresh
+# process (the CLI is the property); the `cli` fixture starts them all at once and collects their exits.
+CLI_CASES = [
+  (
+    "unknown key",  # typo: the config is locked
+    [f"--config={CONFIG}:tiny", "--config.train.batch_sise=8"],
+    1,
+    'error: config override: unknown field batch_sise Did you mean "batch_size" instead of "batch_sise"?',
+  ),
+  (
+    "wrong type",
+    [f"--config={CONFIG}:tiny", "--config.train.batch_size=eight"],
+    1,
+    "error: flag --config.train.batch_size=eight: invalid literal for int() with base 10: 'eight'",
+  ),
+  (
+    "negative learning rate",
+    [f"--config={CONFIG}:tiny", "--config.optimizer.peak_lr=-1"],
+    1,
+    "error: optimizer.peak_lr: must be > 0, got -1.0",
+  ),
+  (
+    "nan clip norm",
+    [f"--config={CONFIG}:tiny", "--config.optimizer.clip_norm=nan"],
+    1,
+    "error: optimizer.clip_norm: must be a finite number within float32 range, got nan",
+  ),
+  (
+    "unknown config arg",
+    [f"--config={CONFIG}:huge"],
+    1,
+    "error: config arg size: unknown value 'huge' (allowed: tiny, mini, small, minilm, base)",
+  ),
+  (
+    "missing config file",
+    ["--config=configs/core/nope.py"],
+    1,
+    "error: --config: file not found: 'configs/core/nope.py'",
+  ),
+  (
+    "batch not divisible by devices",
+    [f"--config={CONFIG}:tiny", "--config.train.batch_size=12"],
+    8,
+    "error: train.batch_size: 12 (micro-batch 12) is not divisible by the 8 data-parallel devices",
+  ),
+]
 
 
-@pytest.mark.parametrize(
-  "override,expected",
-  [
-    (
-      ["--config.train.batch_sise=8"],  # typo: the config is locked
-      'error: config override: unknown field batch_sise Did you mean "batch_size" instead of "batch_sise"?',
-    ),
-    (
-      ["--config.train.batch_size=eight"],
-      "error: flag --config.train.batch_size=eight: invalid literal for int() with base 10: 'eight'",
-    ),
-    (["--config.optimizer.peak_lr=-1"], "error: optimizer.peak_lr: must be > 0, got -1.0"),
-  ],
-  ids=["unknown key", "wrong type", "negative learning rate"],
-)
-def test_command_line_override_errors(tmp_path, override, expected):
-  code, last = _cli([f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'w'}", *override])
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+  """{case id: (exit code, last stderr line, workdir)} for every CLI case, run concurrently."""
+  root = tmp_path_factory.mktemp("cli")
+  running = {}
+  for i, (name, args, devices, _) in enumerate(CLI_CASES):
+    env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    workdir = root / str(i)
+    command = [sys.executable, "-m", "core.pretrain_mlm", f"--workdir={workdir}", *args]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    running[name] = (proc, workdir)
+  results = {}
+  for name, (proc, workdir) in running.items():
+    _, stderr = proc.communicate(timeout=300)
+    results[name] = (proc.returncode, stderr.strip().splitlines()[-1] if stderr.strip() else "", workdir)
+  return results
+
+
+@pytest.mark.parametrize("name,expected", [(c[0], c[3]) for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
+def test_command_line_errors_are_one_line_before_any_work(cli, name, expected):
+  code, last, workdir = cli[name]
   assert (code, last) == (2, expected)
-  assert not (tmp_path / "w").exists()
-
-
-def test_unknown_config_arg_from_the_command_line(tmp_path):
-  code, last = _cli([f"--config={CONFIG}:huge", f"--workdir={tmp_path / 'w'}"])
-  assert (code, last) == (2, "error: config arg size: unknown value 'huge' (allowed: tiny, mini, minilm, base)")
-
-
-def test_batch_not_divisible_by_devices(tmp_path):
-  code, last = _cli(
-    [f"--config={CONFIG}:tiny", f"--workdir={tmp_path / 'w'}", "--config.train.batch_size=12"], devices=8
-  )
-  assert code == 2
-  assert last == "error: train.batch_size: 12 (micro-batch 12) is not divisible by the 8 data-parallel devices"
-  assert not (tmp_path / "w").exists()
+  assert not workdir.exists()

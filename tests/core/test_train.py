@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import grain
 import jax
@@ -57,20 +58,26 @@ def _config(**train):
   return config
 
 
-def test_training_fits_least_squares(tmp_path):
-  config = _config(total_steps=300, checkpoint_every=300)
-  result = train_lib.train(config, str(tmp_path), _task(16))
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """300 uninterrupted steps, shared by the fit, resume and wrong-model checks (one compile for three tests)."""
+  workdir = tmp_path_factory.mktemp("full")
+  return workdir, train_lib.train(_config(total_steps=300, checkpoint_every=100), str(workdir), _task(16))
+
+
+def test_training_fits_least_squares(full_run):
+  workdir, result = full_run
   _, _, w_true = _data()
   np.testing.assert_allclose(np.asarray(result.state.params["w"]), w_true, atol=0.02)
-  records = metrics_lib.read_jsonl(str(tmp_path), "train")
+  records = metrics_lib.read_jsonl(str(workdir), "train")
   assert records[0]["loss"] > 10 * records[-1]["loss"]
-  assert os.path.isdir(tmp_path / "tensorboard")
+  assert os.path.isdir(workdir / "tensorboard")
 
 
-def test_resume_continues_bitwise(tmp_path):
-  full = train_lib.train(_config(total_steps=30), str(tmp_path / "full"), _task(16))
-  train_lib.train(_config(total_steps=20), str(tmp_path / "split"), _task(16))
-  resumed = train_lib.train(_config(total_steps=30), str(tmp_path / "split"), _task(16))
+def test_resume_continues_bitwise(full_run, tmp_path):
+  _, full = full_run
+  train_lib.train(_config(total_steps=20), str(tmp_path), _task(16))
+  resumed = train_lib.train(_config(total_steps=300, checkpoint_every=100), str(tmp_path), _task(16))
   assert resumed.resumed_from == 20
   for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -95,15 +102,15 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
   assert int(restored.step) == 10 and np.all(np.isfinite(np.asarray(restored.params["w"])))
 
 
-def test_checkpoint_of_other_model_is_refused(tmp_path):
-  train_lib.train(_config(total_steps=10), str(tmp_path), _task(16))
+def test_checkpoint_of_other_model_is_refused(full_run, tmp_path):
+  shutil.copytree(full_run[0], tmp_path / "run")
   other = train_lib.Task(
     init_params=lambda key: {"w": jnp.zeros(D + 1), "b": jnp.zeros(())},
     loss_fn=_task(16).loss_fn,
     train_data=_task(16).train_data,
   )
   with pytest.raises(checkpoint_lib.CheckpointError, match=r"params/w has shape \(8,\), the model expects \(9,\)"):
-    train_lib.train(_config(total_steps=20), str(tmp_path), other)
+    train_lib.train(_config(total_steps=400), str(tmp_path / "run"), other)
 
 
 @pytest.mark.parametrize("schedule", config_lib.SCHEDULES)
