@@ -24,10 +24,11 @@ Matthews correlation.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +117,14 @@ def write_negation_tsv(
 WORD_ORDER_WORDS = (6, 20)  # usage examples of this many whitespace words
 
 
-def usage_examples(min_words: int = WORD_ORDER_WORDS[0], max_words: int = WORD_ORDER_WORDS[1]) -> list[str]:
-  """The distinct WordNet usage examples (quoted in the glosses) of min_words..max_words words, sorted."""
+@functools.cache
+def usage_examples(min_words: int = WORD_ORDER_WORDS[0], max_words: int = WORD_ORDER_WORDS[1]) -> tuple[str, ...]:
+  """The distinct WordNet usage examples (quoted in the glosses) of min_words..max_words words, sorted (computed once
+  per process: every finetuning run of word_order draws from them)."""
   from core.data import corpora  # pylint: disable=g-import-not-at-top
 
   quoted = {m.strip() for _, gloss, _ in corpora.wordnet_glosses() for m in re.findall(r'"([^"]+)"', gloss)}
-  return sorted(q for q in quoted if min_words <= len(q.split()) <= max_words)
+  return tuple(sorted(q for q in quoted if min_words <= len(q.split()) <= max_words))
 
 
 def swap_adjacent(words: list[str], rng: np.random.Generator) -> list[str]:
@@ -131,7 +134,9 @@ def swap_adjacent(words: list[str], rng: np.random.Generator) -> list[str]:
   return words[:i] + [words[i + 1], words[i]] + words[i + 2 :]
 
 
-def generate_word_order(seed: int = 0, train_size: int = 2000, dev_size: int = 500, sources: list[str] | None = None):
+def generate_word_order(
+  seed: int = 0, train_size: int = 2000, dev_size: int = 500, sources: Sequence[str] | None = None
+):
   """Disjoint (train, dev) lists of (sentence, label 1 = as written / 0 = two adjacent words swapped)."""
   sources = usage_examples() if sources is None else sources
   rng = np.random.default_rng([seed, 0x6F7264])  # 'ord'

@@ -1,6 +1,7 @@
 """benchmarks/electra/compute_matched.py end to end on a toy budget: runs, FLOPs matching, caching, the JSON."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,15 +10,28 @@ import pytest
 from tests.helpers import REPO
 
 
+def _env(tmp_path):
+  """The runs of one call compile the same programs (finetuning: one per shape): a JAX compilation cache, fresh per
+  test, unless the session set one."""
+  env = dict(os.environ)
+  env.setdefault("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
+  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  return env
+
+
 @pytest.mark.slow
 def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
+  # One-layer ELECTRA / MLM encoders (--pretrain_set): the property is the pipeline, not the model size.
   args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--seeds", "0,1", "--electra_steps", "4",
           "--tasks", "word_order", "--fractions", "0.5,1.0", "--train_size", "32", "--finetune_epochs", "1",
-          f"--workdir={tmp_path / 'work'}", f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
-  first = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+          "--pretrain_set", "model.num_layers=1", f"--workdir={tmp_path / 'work'}",
+          f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
+  first = subprocess.run(args, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
   assert first.returncode == 0, first.stderr[-2000:]
   result = json.loads((tmp_path / "results" / "electra_compute_matched.json").read_text())
   assert (tmp_path / "results" / "electra_compute_matched.png").stat().st_size > 0
+  # Finetuning read each checkpoint through the encoder that pretraining exported beside it (electra_jax.export).
+  assert sorted(os.listdir(tmp_path / "work" / "electra" / "s1" / "export")) == ["step_2", "step_4"]
   # ELECTRA and the MLM twin spend the same pretraining FLOPs (within one MLM step), at both fractions.
   rows = result["rows"]
   final = {(r["objective"], r["seed"]): r for r in rows if r["step"] in (4, result["mlm_steps"])}
@@ -34,7 +48,7 @@ def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
   assert set(summary) == {"random_init", "electra", "mlm"}
   assert result["electra_minus_mlm"] == pytest.approx(summary["electra"]["mean"] - summary["mlm"]["mean"])
   # A second call finds every pretraining run and finetuning result in the workdir: same numbers, no training.
-  second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+  second = subprocess.run(args, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
   assert second.returncode == 0, second.stderr[-2000:]
   again = json.loads((tmp_path / "results" / "electra_compute_matched.json").read_text())
   assert again["rows"] == rows
@@ -55,7 +69,7 @@ def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
           "--finetune_epochs", "1", f"--glue_dir={tmp_path / 'glue'}", f"--workdir={tmp_path / 'work'}",
           "--pretrain_set", "optimizer.b2=0.98", "--pretrain_set", "optimizer.bias_correction=true",
           f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
-  run = subprocess.run(args, cwd=REPO, capture_output=True, text=True, check=False)
+  run = subprocess.run(args, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr[-2000:]
   result = json.loads((tmp_path / "results" / "electra_compute_matched.json").read_text())
   assert (result["size"], result["batch_size"], result["corpus"]) == ("small", 2, "bundled")

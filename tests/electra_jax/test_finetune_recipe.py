@@ -1,6 +1,7 @@
 """ELECTRA's finetuning recipe: layer-wise LR decay, its optimizer hooks and config, and the pretraining hand-off
 (discriminator encoder -> export directory -> finetuning init)."""
 
+import functools
 import os
 
 import jax
@@ -25,6 +26,7 @@ ENCODER = bert_lib.BertConfig(
 )  # fmt: skip
 
 
+@functools.cache
 def _classifier_params():
   ids = jnp.ones((1, 4), jnp.int32)
   return jax.jit(heads.FinetuneModel(ENCODER, "classification", num_labels=2).init)(jax.random.key(0), ids)["params"]
@@ -103,7 +105,8 @@ def test_discriminator_export_round_trip_and_finetuning_init(tmp_path):
 
   disc = ENCODER.replace(vocab_size=30522, hidden_size=32, num_heads=4, num_layers=2, intermediate_size=64,
                         embedding_size=16, max_position_embeddings=64)  # fmt: skip
-  params = model_lib.init_params(jax.random.key(1), disc, model_lib.generator_config(disc, 0.25), seq_len=8)
+  init_electra = jax.jit(model_lib.init_params, static_argnums=(1, 2, 3))
+  params = init_electra(jax.random.key(1), disc, model_lib.generator_config(disc, 0.25), 8)
   encoder = jax.tree.map(np.asarray, model_lib.discriminator_encoder_params(params))
   export_fn = export.make_export_fn(disc, "electra", str(corpora.bert_vocab_path()))
   export_fn(params, 3, str(tmp_path))
@@ -125,7 +128,7 @@ def test_discriminator_export_round_trip_and_finetuning_init(tmp_path):
     prep = runner.prepare(run, str(tmp_path / "ft"))
     assert (prep.encoder_config.hidden_size, prep.encoder_config.num_heads) == (32, 4)
     task = runner.make_task(run, prep, seed=0, recipe=finetune.RECIPE)
-    init = train_lib.init_state(task, optax.identity(), seed=0)(task.initial_params).params
+    init = jax.jit(train_lib.init_state(task, optax.identity(), seed=0))(task.initial_params).params
     jax.tree.map(np.testing.assert_array_equal, init["encoder"], expected)
     assert set(init) == {"encoder", "head"} and set(task.initial_params) == {"encoder"}
   run = load_config(CONFIG, "task=polarity,size=tiny", {**base, "init_checkpoint_step": 4})
