@@ -13,14 +13,14 @@ SMALL = bert_lib.BertConfig(hidden_size=256, num_layers=12, num_heads=4, interme
 MICRO = bert_lib.BertConfig(
   vocab_size=64,
   hidden_size=32,
-  num_layers=2,
+  num_layers=1,
   num_heads=2,
   intermediate_size=64,
   embedding_size=16,
   max_position_embeddings=16,
   hidden_dropout_rate=0.0,
   attention_dropout_rate=0.0,
-)  # fmt: skip  (no dropout: compiles ~3x faster; dropout is exercised by test_pretrain)
+)  # fmt: skip  (one layer, no dropout: each compiles faster; dropout is exercised by test_pretrain)
 MASK = 3
 
 
@@ -76,12 +76,21 @@ def _micro_setup():
   return params, batch, loss
 
 
-def test_rtd_loss_reaches_the_generator_only_through_the_shared_embeddings():
+@functools.cache
+def _loss_and_gradients():
+  """(total, metrics) of the loss at gen_weight 1, disc_weight 50, and the gradients of its two parts: one compile."""
   params, batch, loss = _micro_setup()
-  key = jax.random.key(1)
-  both = jax.jit(jax.jacrev(lambda p: jnp.stack([loss(p, batch, key)[1][k] for k in ("disc_loss", "mlm_loss")])))
-  grads = both(params)  # one backward pass per loss, compiled once
-  disc_grads, mlm_grads = jax.tree.map(lambda g: g[0], grads), jax.tree.map(lambda g: g[1], grads)
+
+  def parts(p):
+    total, metrics = loss(p, batch, jax.random.key(1), gen_weight=1.0, disc_weight=50.0)
+    return jnp.stack([metrics["disc_loss"], metrics["mlm_loss"]]), (total, metrics)
+
+  grads, (total, metrics) = jax.jit(jax.jacrev(parts, has_aux=True))(params)  # one backward pass per loss
+  return total, metrics, jax.tree.map(lambda g: g[0], grads), jax.tree.map(lambda g: g[1], grads)
+
+
+def test_rtd_loss_reaches_the_generator_only_through_the_shared_embeddings():
+  _, _, disc_grads, mlm_grads = _loss_and_gradients()
   # Exactly zero for every generator-only parameter (no backprop through sampling) ...
   for name, g in _flat(disc_grads["generator"]).items():
     assert not np.asarray(g).any(), name
@@ -99,8 +108,7 @@ def test_rtd_loss_reaches_the_generator_only_through_the_shared_embeddings():
 
 
 def test_total_loss_is_gen_weight_mlm_plus_disc_weight_rtd():
-  params, batch, loss = _micro_setup()
-  total, metrics = jax.jit(functools.partial(loss, gen_weight=1.0, disc_weight=50.0))(params, batch, jax.random.key(2))
+  total, metrics, _, _ = _loss_and_gradients()
   np.testing.assert_allclose(float(total), float(metrics["mlm_loss"] + 50.0 * metrics["disc_loss"]), rtol=1e-6)
   assert abs(float(metrics["mlm_loss"]) - np.log(64)) < 0.5  # near-uniform generator at init
 
@@ -109,28 +117,44 @@ def test_generator_head_at_positions_equals_the_full_head_gathered():
   params, batch, _ = _micro_setup()
   gen = model.generator_config(MICRO, 0.5)
   positions = jnp.asarray([[1, 4, 4, 0], [7, 2, 14, 3]], jnp.int32)
-  ids, types, attention = batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
-  at_positions = model.generator_logits(params, gen, ids, types, attention, positions)
-  hidden = bert_lib.BertEncoder(gen).apply({"params": model.encoder_params(params, "generator")}, ids, types, attention)
-  table = params["embeddings"]["word_embeddings"]["embedding"]
-  full = bert_lib.MlmHead(gen).apply({"params": params["generator"]["mlm_head"]}, hidden, table)
+  args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+
+  @jax.jit  # one compile for both paths
+  def both(p):
+    hidden = bert_lib.BertEncoder(gen).apply({"params": model.encoder_params(p, "generator")}, *args)
+    table = p["embeddings"]["word_embeddings"]["embedding"]
+    full = bert_lib.MlmHead(gen).apply({"params": p["generator"]["mlm_head"]}, hidden, table)
+    return model.generator_logits(p, gen, *args, positions), full
+
+  at_positions, full = both(params)
   np.testing.assert_allclose(at_positions, model.gather_positions(full, positions), rtol=1e-5, atol=1e-6)
 
 
 def test_mlm_baseline_head_at_positions_equals_bert_for_mlm():
-  params = jax.jit(lambda key: model.init_mlm_params(key, MICRO, 16))(jax.random.key(3))
   _, batch, _ = _micro_setup()
   positions = jnp.asarray([[1, 2, 3], [9, 10, 0]], jnp.int32)
   args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-  full = jax.jit(lambda p: bert_lib.BertForMlm(MICRO).apply({"params": p}, *args))(params)
-  at_positions = jax.jit(lambda p: model.mlm_logits(p, MICRO, *args, positions))(params)
+
+  @jax.jit  # init and both paths in one compile
+  def both(key):
+    params = model.init_mlm_params(key, MICRO, 16)
+    full = bert_lib.BertForMlm(MICRO).apply({"params": params}, *args)
+    return model.mlm_logits(params, MICRO, *args, positions), full
+
+  at_positions, full = both(jax.random.key(3))
   np.testing.assert_allclose(at_positions, model.gather_positions(full, positions), rtol=1e-5, atol=1e-6)
 
 
 def test_discriminator_encoder_params_load_into_core_bert_encoder():
   params, batch, _ = _micro_setup()
   args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-  hidden = bert_lib.BertEncoder(MICRO).apply({"params": model.discriminator_encoder_params(params)}, *args)
-  logits = model.DiscriminatorHead(MICRO).apply({"params": params["discriminator"]["head"]}, hidden)
-  np.testing.assert_allclose(logits, model.discriminator_logits(params, MICRO, *args), rtol=1e-6)
+
+  @jax.jit  # one compile for both paths
+  def both(p):
+    hidden = bert_lib.BertEncoder(MICRO).apply({"params": model.discriminator_encoder_params(p)}, *args)
+    logits = model.DiscriminatorHead(MICRO).apply({"params": p["discriminator"]["head"]}, hidden)
+    return logits, model.discriminator_logits(p, MICRO, *args)
+
+  logits, reference = both(params)
+  np.testing.assert_allclose(logits, reference, rtol=1e-6)
   assert logits.shape == (2, 16) and logits.dtype == jnp.float32
