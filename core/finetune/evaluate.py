@@ -41,9 +41,11 @@ def make_predict_fn(model: heads.FinetuneModel, max_answer_length: int = 30):
 
 
 def predict_all(predict_fn, params, feats: features_lib.Features, batch_size: int) -> np.ndarray:
-  """Runs `predict_fn` over every row, padding the last batch (padded rows are all-mask and discarded)."""
+  """Runs `predict_fn` over every row in batches of one shape, padding the last batch (padded rows are all-mask and
+  discarded); a dev set smaller than `batch_size` is one batch of its own size."""
   keys = [k for k in (*INPUT_KEYS, "context_mask") if k in feats.inputs]
   n = len(feats)
+  batch_size = max(1, min(batch_size, n))
   outputs = []
   for lo in range(0, n, batch_size):
     batch = {k: feats.inputs[k][lo : lo + batch_size] for k in keys}

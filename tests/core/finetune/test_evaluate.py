@@ -19,6 +19,8 @@ def test_predict_all_pads_the_last_batch_and_keeps_row_order():
 
   out = evaluate.predict_all(predict, 2, feats, batch_size=2)
   assert out.tolist() == [0, 6, 12, 18, 24] and shapes == [(2, 3)] * 3  # one compiled shape, padding dropped
+  assert evaluate.predict_all(predict, 1, feats, batch_size=64).tolist() == [0, 3, 6, 9, 12]
+  assert shapes[3:] == [(5, 3)]  # fewer rows than a batch: one batch of 5, not 64 mostly padding
 
 
 def test_score_of_regression_and_classification():
