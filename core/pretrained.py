@@ -46,7 +46,8 @@ def export_encoder(
   workdir: str | os.PathLike, step: int, config: bert_lib.BertConfig, encoder_params: Any, vocab_path: str = ""
 ) -> Path:
   """Writes `encoder_params` (a `BertEncoder(config)` tree) as a BERT-family directory at `export_path(workdir,
-  step)`, replacing an older one; written beside it and renamed, so a reader never sees a half-written export."""
+  step)`, replacing an older one; written beside it and renamed, so a reader never sees a half-written export.
+  The arrays must be readable from this process (replicated or data-parallel, as `core.train` runs them)."""
   final = export_path(workdir, step)
   partial = final.with_name(final.name + ".partial")
   shutil.rmtree(partial, ignore_errors=True)
