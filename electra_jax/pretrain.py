@@ -83,7 +83,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   pretraining.validate_masking(config, "masking")
   config_lib.check_int(config, "masking.max_predictions_per_seq", minimum=0)
   pretraining.validate_data(config, BUNDLED_CORPORA + tuple(TFDS_CORPORA), disc.max_position_embeddings)
-  config_lib.check_dir(config, "data.tfds_dir")
   if max_predictions(config) < 1 or max_predictions(config) > config.data.seq_len:
     raise config_lib.ConfigError(
       f"masking.max_predictions_per_seq: {max_predictions(config)} must be in [1, data.seq_len {config.data.seq_len}]"

@@ -85,7 +85,10 @@ ENTRY_POINTS = [
 # Negative values with a documented meaning; any other negative value that validates is a hole.
 NEGATIVE_SENTINELS = {("mesh.data", -1), ("train.inject_nan_at_step", -1)}
 # Leaves no fuzz value makes illegal (free text; bools are typed by ml_collections and need no range).
-UNCHECKED = {"results_dir"}  # "" = no copy; any other path is created
+UNCHECKED = {
+  "results_dir",  # '' = no copy; any other path is created
+  "data.tfds_dir",  # may be remote (gs://...): checked when the corpus is opened (test_paper_corpus_offline_...)
+}
 
 
 def _fuzz_values(value):
