@@ -1,4 +1,4 @@
-"""ELECTRA's sizes and hyperparameters, one row per size: the table every configs/electra/*.py file reads.
+"""ELECTRA's sizes and hyperparameters, one row per size, and the pretraining recipe the size files build from them.
 
 Clark et al. 2020, Appendix A: Table 6 (pretraining: model shape, generator size, learning rate, batch, steps,
 masking), Table 7 (finetuning: learning rate, layer-wise decay) and §3.4 / Table 1 (the BERT twins' step counts,
