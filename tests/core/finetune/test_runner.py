@@ -4,13 +4,16 @@ The runner is method-agnostic: these tests use the default `Recipe()` (plain Ada
 finetuning config of configs/electra/glue.py; ELECTRA's recipe is tested in tests/electra_jax/test_finetune_recipe.py.
 """
 
+import dataclasses
 import json
 import os
 
+import jax
+import optax
 import pytest
 
 from core import config as config_lib
-from core import pretrained
+from core import pretrained, tree
 from core.finetune import examples, features, runner, tasks
 from tests.helpers import REPO, load_config
 
@@ -97,3 +100,24 @@ def test_a_recipe_validates_its_own_fields_after_the_shared_ones():
     runner.validate(tiny("sst2", **{"optimizer.name": "sgd"}), recipe)
   with pytest.raises(config_lib.ConfigError, match="finetune.seeds"):  # the shared checks come first
     runner.validate(tiny("sst2", **{"optimizer.name": "sgd", "finetune.seeds": 0}), recipe)
+
+
+def test_a_recipe_supplies_the_optimizer_pieces_and_the_last_word_on_the_task(tmp_path):
+  config = tiny("polarity", **{"task.train_size": 8, "task.dev_size": 8})
+  prep = runner.prepare(config, str(tmp_path))
+  plain = runner.make_task(config, prep, seed=0)
+  assert plain.scale_by is None and plain.lr_multipliers is None and plain.initial_params is None  # random init
+  scale, seen = optax.scale_by_adam(), []
+
+  def freeze_encoder(task, config, prep):  # what LoRA does: only the head (and adapters) move
+    del config, prep
+    frozen = lambda params: tree.map_with_path_str(lambda name, _: 0.0 if name.startswith("encoder/") else 1.0, params)
+    return dataclasses.replace(task, lr_multipliers=frozen)
+
+  recipe = runner.Recipe(scale_by=lambda c: scale, lr_multipliers=lambda c, encoder: seen.append(encoder),
+                         adapt_task=freeze_encoder)  # fmt: skip
+  task = runner.make_task(config, prep, seed=0, recipe=recipe)
+  assert task.scale_by is scale and seen == [prep.encoder_config]
+  multipliers = tree.named_leaves(task.lr_multipliers(jax.eval_shape(task.init_params, jax.random.key(0))))
+  assert {v for name, v in multipliers if name.startswith("encoder/")} == {0.0}
+  assert {v for name, v in multipliers if name.startswith("head/")} == {1.0}
