@@ -8,6 +8,7 @@ import numpy as np
 
 from core import bert as bert_lib
 from electra_jax import model, objective
+from tests.helpers import jit_once
 
 SMALL = bert_lib.BertConfig(hidden_size=256, num_layers=12, num_heads=4, intermediate_size=1024, embedding_size=128)
 MICRO = bert_lib.BertConfig(
@@ -53,7 +54,7 @@ def test_small_parameter_counts_from_the_real_init():
 @functools.cache
 def _micro_setup():
   gen = model.generator_config(MICRO, 0.5)
-  params = jax.jit(lambda key: model.init_params(key, MICRO, gen, 16))(jax.random.key(0))  # eager init: ~7 s
+  params = jit_once(lambda key: model.init_params(key, MICRO, gen, 16), jax.random.key(0))
   rng = np.random.default_rng(0)
   ids = rng.integers(5, 64, size=(2, 16))
   ids[:, 0], ids[:, -1] = 1, 2
@@ -85,7 +86,7 @@ def _loss_and_gradients():
     total, metrics = loss(p, batch, jax.random.key(1), gen_weight=1.0, disc_weight=50.0)
     return jnp.stack([metrics["disc_loss"], metrics["mlm_loss"]]), (total, metrics)
 
-  grads, (total, metrics) = jax.jit(jax.jacrev(parts, has_aux=True))(params)  # one backward pass per loss
+  grads, (total, metrics) = jit_once(jax.jacrev(parts, has_aux=True), params)  # one backward pass per loss
   return total, metrics, jax.tree.map(lambda g: g[0], grads), jax.tree.map(lambda g: g[1], grads)
 
 
@@ -119,14 +120,13 @@ def test_generator_head_at_positions_equals_the_full_head_gathered():
   positions = jnp.asarray([[1, 4, 4, 0], [7, 2, 14, 3]], jnp.int32)
   args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
-  @jax.jit  # one compile for both paths
   def both(p):
     hidden = bert_lib.BertEncoder(gen).apply({"params": model.encoder_params(p, "generator")}, *args)
     table = p["embeddings"]["word_embeddings"]["embedding"]
     full = bert_lib.MlmHead(gen).apply({"params": p["generator"]["mlm_head"]}, hidden, table)
     return model.generator_logits(p, gen, *args, positions), full
 
-  at_positions, full = both(params)
+  at_positions, full = jit_once(both, params)  # one compile for both paths
   np.testing.assert_allclose(at_positions, model.gather_positions(full, positions), rtol=1e-5, atol=1e-6)
 
 
@@ -135,13 +135,12 @@ def test_mlm_baseline_head_at_positions_equals_bert_for_mlm():
   positions = jnp.asarray([[1, 2, 3], [9, 10, 0]], jnp.int32)
   args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
-  @jax.jit  # init and both paths in one compile
   def both(key):
     params = model.init_mlm_params(key, MICRO, 16)
     full = bert_lib.BertForMlm(MICRO).apply({"params": params}, *args)
     return model.mlm_logits(params, MICRO, *args, positions), full
 
-  at_positions, full = both(jax.random.key(3))
+  at_positions, full = jit_once(both, jax.random.key(3))  # init and both paths in one compile
   np.testing.assert_allclose(at_positions, model.gather_positions(full, positions), rtol=1e-5, atol=1e-6)
 
 
@@ -149,12 +148,11 @@ def test_discriminator_encoder_params_load_into_core_bert_encoder():
   params, batch, _ = _micro_setup()
   args = (batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
 
-  @jax.jit  # one compile for both paths
   def both(p):
     hidden = bert_lib.BertEncoder(MICRO).apply({"params": model.discriminator_encoder_params(p)}, *args)
     logits = model.DiscriminatorHead(MICRO).apply({"params": p["discriminator"]["head"]}, hidden)
     return logits, model.discriminator_logits(p, MICRO, *args)
 
-  logits, reference = both(params)
+  logits, reference = jit_once(both, params)  # one compile for both paths
   np.testing.assert_allclose(logits, reference, rtol=1e-6)
   assert logits.shape == (2, 16) and logits.dtype == jnp.float32
