@@ -3,9 +3,10 @@
 For each pretraining seed: ELECTRA-`--size` (default tiny) for `--electra_steps` steps and its MLM twin for the steps
 that spend the same pretraining FLOPs (`electra_jax.flops`, the reference's counting), both on the same text (the
 config's corpus, the bundled Wikipedia + Lee text by default, or `--corpus tfds:openwebtext`).
-Checkpoints at the `--fractions` of each run are finetuned on the downstream tasks (one finetuning run per
-checkpoint and task, seeded by the pretraining seed); a random-init encoder gives the zero-compute point. Reported:
-per-task scores, their mean over tasks, mean ± std over pretraining seeds, ELECTRA − MLM and its size in σ.
+The encoders each run exports at the `--fractions` of its steps (`WORKDIR/export/step_<N>/`, `electra_jax.export`)
+are finetuned on the downstream tasks (one finetuning run per checkpoint and task, seeded by the pretraining seed);
+a random-init encoder gives the zero-compute point. Reported: per-task scores, their mean over tasks, mean ± std
+over pretraining seeds, ELECTRA − MLM and its size in σ.
 Every stage is cached in `--workdir`, so an interrupted run continues, and seeds can run as parallel processes
 (`--seeds 1`, `--seeds 2`) before one `--seeds 0,1,2` call collects them.
 
@@ -105,7 +106,7 @@ def pretrain_run(
   config.seed = seed
   config.train.total_steps = steps
   config.train.checkpoint_every = saves[0] if len(saves) == 1 else int(np.gcd.reduce(saves))
-  config.train.keep_checkpoints = steps // config.train.checkpoint_every + 1
+  config.train.keep_checkpoints = 1  # finetuning reads the exports; the last checkpoint resumes
   config.train.eval_every = 0
   config.train.progress = False
   done = os.path.join(workdir, "flops.json")
