@@ -118,6 +118,14 @@ def check_dir(config, field: str) -> None:
     raise ConfigError(f"{field}: not a directory: {path!r}")
 
 
+def check_data_dir(config, field: str) -> None:
+  """'' (unset), a remote location (`gs://...`, any `scheme://`: checked when opened) or an existing directory."""
+  path = get(config, field)
+  if isinstance(path, str) and "://" in path:
+    return
+  check_dir(config, field)
+
+
 def check_workdir(workdir: str) -> None:
   """The workdir must be creatable and writable; checked before any work starts."""
   if not workdir:

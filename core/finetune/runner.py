@@ -86,7 +86,7 @@ def validate(config: ml_collections.ConfigDict, recipe: Recipe = Recipe()) -> No
   config_lib.check_int(config, "task.train_size", minimum=0)
   config_lib.check_int(config, "task.dev_size", minimum=0)
   config_lib.check_dir(config, "task.data_dir")
-  config_lib.check_dir(config, "task.tfds_dir")
+  config_lib.check_data_dir(config, "task.tfds_dir")  # may be gs://
   if config.task.vocab_path:
     config_lib.check_file(config, "task.vocab_path", "a BERT WordPiece vocab.txt")
   config_lib.check_positive(config, "finetune.epochs")
@@ -146,7 +146,7 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> TaskData:
       config.task.name,
       seed=config.task.split_seed,
       data_dir=os.path.expanduser(config.task.data_dir),
-      tfds_dir=os.path.expanduser(config.task.tfds_dir),
+      tfds_dir=config.task.tfds_dir if "://" in config.task.tfds_dir else os.path.expanduser(config.task.tfds_dir),
       cache_dir=os.path.join(workdir, "data"),
       train_size=config.task.train_size,
       dev_size=config.task.dev_size,

@@ -82,6 +82,7 @@ def test_qa_and_tagging_features_decode_back_to_the_gold_answer():
     ({"finetune.seeds": 0}, "finetune.seeds: must be >= 1, got 0"),
     ({"finetune.head_dropout_rate": 1.0}, "finetune.head_dropout_rate: must be in [0, 1), got 1.0"),
     ({"task.data_dir": "/no/glue"}, "task.data_dir: not a directory: '/no/glue'"),
+    ({"task.tfds_dir": "/no/tfds"}, "task.tfds_dir: not a directory: '/no/tfds'"),
   ],
 )
 def test_config_errors_are_one_line(overrides, message):
@@ -89,6 +90,10 @@ def test_config_errors_are_one_line(overrides, message):
   with pytest.raises(config_lib.ConfigError) as info:
     runner.validate(config)
   assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_a_remote_tfds_dir_is_checked_when_opened_not_by_isdir():
+  runner.validate(tiny("sst2", **{"task.tfds_dir": "gs://bucket/tensorflow_datasets"}))
 
 
 def test_a_recipe_validates_its_own_fields_after_the_shared_ones():
