@@ -56,8 +56,9 @@ def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
 
 @pytest.mark.slow
 def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
-  """The accelerator recipe's code path (--size small, --glue_dir) at a toy batch: the ELECTRA-Small shapes are
-  pretrained and the GLUE TSVs under glue_dir/RTE are what finetuning reads."""
+  """The accelerator recipe's code path (--size small, --glue_dir) at a toy batch: ELECTRA-Small's widths (one of its
+  12 layers: the property is the path, not the depth) are pretrained and the GLUE TSVs under glue_dir/RTE are what
+  finetuning reads."""
   from core.finetune import glue
 
   pairs = [("A man sleeps.", "A man is awake.", "not_entailment"), ("A cat eats.", "A cat eats food.", "entailment")]
@@ -68,17 +69,21 @@ def test_compute_matched_paper_size_path_runs_on_glue_tsvs(tmp_path):
           "--electra_steps", "2", "--batch_size", "2", "--tasks", "rte", "--fractions", "1.0", "--train_size", "0",
           "--finetune_epochs", "1", f"--glue_dir={tmp_path / 'glue'}", f"--workdir={tmp_path / 'work'}",
           "--pretrain_set", "optimizer.b2=0.98", "--pretrain_set", "optimizer.bias_correction=true",
+          "--pretrain_set", "model.num_layers=1",
           f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
   run = subprocess.run(args, cwd=REPO, env=_env(tmp_path), capture_output=True, text=True, check=False)
   assert run.returncode == 0, run.stderr[-2000:]
   result = json.loads((tmp_path / "results" / "electra_compute_matched.json").read_text())
   assert (result["size"], result["batch_size"], result["corpus"]) == ("small", 2, "bundled")
   config = json.loads((tmp_path / "work" / "electra" / "s0" / "config.json").read_text())
-  assert (config["model"]["hidden_size"], config["model"]["num_layers"], config["train"]["batch_size"]) == (256, 12, 2)
+  model = config["model"]
+  assert (model["hidden_size"], model["embedding_size"], model["num_layers"], config["train"]["batch_size"]) == (
+    256, 128, 1, 2
+  )
   for objective in ("electra", "mlm"):  # --pretrain_set reaches both objectives
     optimizer = json.loads((tmp_path / "work" / objective / "s0" / "config.json").read_text())["optimizer"]
     assert (optimizer["b2"], optimizer["bias_correction"]) == (0.98, True)
-  assert result["pretrain_overrides"] == {"optimizer.b2": 0.98, "optimizer.bias_correction": True}
+  assert result["pretrain_overrides"] == {"optimizer.b2": 0.98, "optimizer.bias_correction": True, "model.num_layers": 1}
   assert {r["objective"] for r in result["rows"]} == {"random_init", "electra", "mlm"}
   # Finetuning read the 8-example dev TSV: accuracies are multiples of 100 / 8.
   assert all(
