@@ -121,8 +121,12 @@ def sort_by_bucket(buckets_BxNxRxL: Array) -> tuple[Array, Array]:
   # (round, bucket, position) packed in one int32 key: unique, so any sort is stable.
   key_BxNxRxL = ((buckets_BxNxRxL + rounds_R[:, None] * n_slots) * length + jnp.arange(length, dtype=jnp.int32))
   key_BxNxT = jax.lax.stop_gradient(key_BxNxRxL.reshape(*key_BxNxRxL.shape[:2], n_hashes * length))
-  sort_BxNxT = jnp.argsort(key_BxNxT, axis=-1).astype(jnp.int32)
-  undo_BxNxT = jnp.argsort(sort_BxNxT, axis=-1).astype(jnp.int32)
+  items_BxNxT = jax.lax.broadcasted_iota(jnp.int32, key_BxNxT.shape, 2)
+  # Keys are unique, so an unstable one-key sort gives the stable order.
+  _, sort_BxNxT = jax.lax.sort((key_BxNxT, items_BxNxT), dimension=-1, num_keys=1, is_stable=False)
+  # The inverse permutation: undo[sort[t]] = t (integers, outside any gradient path; O(T) instead of a second sort).
+  b, n, _ = jnp.indices(sort_BxNxT.shape, sparse=True)
+  undo_BxNxT = jnp.zeros_like(sort_BxNxT).at[b, n, sort_BxNxT].set(items_BxNxT, unique_indices=True)
   return sort_BxNxT, undo_BxNxT
 
 
