@@ -1,0 +1,102 @@
+"""ReformerLM / classifier: one-line config errors, axial position embeddings at any length, any input length
+(L=37 with chunk 16), padding invariance, same key -> same output, exact causality of the reversible LSH LM."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reformer_jax import model as model_lib
+from tests.helpers import UNOPTIMISED, jit_once
+
+BASE = model_lib.ReformerConfig(
+  d_model=16, d_ff=32, n_layers=2, n_heads=2, d_head=8, attention=("lsh", "local"), n_hashes=2, n_buckets=4,
+  chunk_len=16, local_chunk_len=8, max_len=64,
+)
+
+
+@pytest.mark.parametrize(
+  "field, value",
+  [
+    ("n_buckets", 3),
+    ("n_buckets", (4, 5)),
+    ("n_hashes", 0),
+    ("chunk_len", 0),
+    ("attention", ("lsh", "sparse")),
+    ("axial_pos_shape", (4, 8)),  # dims missing
+    ("dropout_rate", 1.0),
+    ("ff_activation", "swish"),
+    ("d_model", 12.0),
+  ],
+)
+def test_validate_rejects_bad_fields_with_one_line_naming_the_field(field, value):
+  with pytest.raises(ValueError, match=field) as err:
+    dataclasses.replace(BASE, **{field: value}).validate()
+  assert "\n" not in str(err.value)
+
+
+def test_validate_axial_errors_and_list_fields_become_tuples():
+  with pytest.raises(ValueError, match="must sum to d_model 16"):
+    dataclasses.replace(BASE, axial_pos_shape=(8, 8), axial_pos_dims=(8, 4)).validate()
+  with pytest.raises(ValueError, match="covers 64 positions, fewer than max_len 100"):
+    dataclasses.replace(BASE, axial_pos_shape=(8, 8), axial_pos_dims=(8, 8), max_len=100).validate()
+  config = dataclasses.replace(BASE, attention=["local", "lsh"], n_buckets=[2, 4]).validate()
+  assert config.attention == ("local", "lsh") and config.n_buckets == (2, 4) and hash(config)
+  assert BASE.validate().length_multiple == 16 and BASE.kinds == ("lsh", "local")
+
+
+def test_axial_position_embedding_is_the_broadcast_concat_table_at_any_length():
+  module = model_lib.AxialPositionEmbedding(shape=(4, 8), dims=(6, 10))
+  params = module.init(jax.random.key(0), 32)
+  w0, w1 = np.asarray(params["params"]["weights_0"]), np.asarray(params["params"]["weights_1"])
+  reference = np.array([np.concatenate([w0[p // 8], w1[p % 8]]) for p in range(32)])  # position p = (p // 8, p % 8)
+  for length in (32, 20, 5):
+    np.testing.assert_array_equal(module.apply(params, length), reference[:length])
+  with pytest.raises(ValueError, match="33 positions requested"):
+    module.apply(params, 33)
+
+
+def test_lm_any_length_same_key_same_output_and_exact_causality():
+  # L = 37 with LSH chunk 16 and local chunk 8: padded to 48 inside and sliced back.
+  config = BASE.validate()
+  model = model_lib.ReformerLM(config)
+  ids_BxL = jax.random.permutation(jax.random.key(1), 256)[:74].reshape(2, 37) + 3  # every token unique
+  params = model.init(jax.random.key(2), ids_BxL)
+  w_V = jax.random.normal(jax.random.key(3), (config.vocab_size,))
+  query = 20
+
+  def logits_and_grad(params, hash_key):
+    def probe(params):  # logits at position `query` of row 0, projected
+      logits_BxLxV = model.apply(params, ids_BxL, rngs={"hash": hash_key})
+      return logits_BxLxV[0, query] @ w_V, logits_BxLxV
+
+    (_, logits_BxLxV), grads = jax.value_and_grad(probe, has_aux=True)(params)
+    return logits_BxLxV, grads["params"]["reformer"]["embed"]["embedding"]
+
+  compiled = jax.jit(logits_and_grad).lower(params, jax.random.key(4)).compile(UNOPTIMISED)
+  logits, grad_VxH = compiled(params, jax.random.key(4))
+  assert logits.shape == (2, 37, config.vocab_size) and np.isfinite(logits).all()
+  # Causality: the input embedding at j > query gets exactly zero gradient (each position's token is unique).
+  grad_LxH = np.asarray(grad_VxH)[np.asarray(ids_BxL[0])]
+  assert np.all(grad_LxH[query + 1 :] == 0.0)
+  reached = np.abs(grad_LxH[: query + 1]).max(axis=1) > 0
+  assert reached[query] and reached[8:query].all()  # itself, and (local chunk 8, one back) positions 8..19
+  # Same key -> same output; another hash key changes the LSH layer's buckets.
+  np.testing.assert_array_equal(compiled(params, jax.random.key(4))[0], logits)
+  assert np.abs(compiled(params, jax.random.key(5))[0] - logits).max() > 1e-6
+
+
+def test_classifier_padding_does_not_change_real_outputs():
+  # Bidirectional LSH + local classifier: 37 real tokens, then 11 padded positions holding different garbage per row.
+  config = dataclasses.replace(BASE, pooling="mean", n_classes=3).validate()
+  model = model_lib.ReformerClassifier(config)
+  real_L = jax.random.randint(jax.random.key(6), (37,), 3, 259)
+  garbage_2xP = jax.random.randint(jax.random.key(7), (2, 11), 3, 259)
+  ids_BxL = jnp.concatenate([jnp.broadcast_to(real_L, (2, 37)), garbage_2xP], axis=1)
+  mask_BxL = jnp.broadcast_to(jnp.arange(48) < 37, (2, 48)).astype(jnp.int32)
+  params = model.init(jax.random.key(8), ids_BxL, mask_BxL)
+  logits_BxC = jit_once(lambda p, k: model.apply(p, ids_BxL, mask_BxL, rngs={"hash": k}), params, jax.random.key(9))
+  assert logits_BxC.shape == (2, 3)
+  np.testing.assert_allclose(logits_BxC[0], logits_BxC[1], atol=1e-5)
