@@ -8,6 +8,7 @@ import pytest
 
 from reformer_jax import decode
 from reformer_jax import model as model_lib
+from tests.helpers import UNOPTIMISED, jit_once
 
 # Length 12 is padded to 16 (lcm of the chunks): the LSH chunk covers it, so LSH = full shared-QK attention.
 CONFIG = model_lib.ReformerConfig(
@@ -19,16 +20,17 @@ CONFIG = model_lib.ReformerConfig(
 @pytest.fixture(scope="module")
 def setup():
   model = model_lib.ReformerLM(CONFIG)
-  ids_BxL = jax.random.randint(jax.random.key(0), (2, 12), 3, 259)
-  params = model.init(jax.random.key(1), ids_BxL)
-  forward = jax.jit(lambda p, ids: model.apply(p, ids, rngs={"hash": jax.random.key(2)}))
+  ids_BxL = np.random.default_rng(0).integers(3, 259, (2, 12), dtype=np.int32)
+  params = jit_once(model.init, jax.random.key(1), ids_BxL)
+  apply = lambda p, ids: model.apply(p, ids, rngs={"hash": jax.random.key(2)})  # noqa: E731
+  forward = jax.jit(apply).lower(params, ids_BxL).compile(UNOPTIMISED)
   return params, ids_BxL, forward
 
 
 def test_cached_incremental_logits_equal_the_full_forward(setup):
   params, ids_BxL, forward = setup
   full_BxLxV = forward(params, ids_BxL)
-  cached_BxLxV = decode.incremental_logits(params, CONFIG, ids_BxL)
+  cached_BxLxV = decode.incremental_logits.lower(params, CONFIG, ids_BxL).compile(UNOPTIMISED)(params, ids_BxL)
   assert cached_BxLxV.shape == full_BxLxV.shape == (2, 12, 259)
   np.testing.assert_allclose(cached_BxLxV, full_BxLxV, atol=1e-4)
   assert np.abs(np.diff(np.asarray(full_BxLxV), axis=1)).max() > 1e-2  # positions differ: a real comparison
@@ -37,12 +39,16 @@ def test_cached_incremental_logits_equal_the_full_forward(setup):
 def test_greedy_and_top1_sampling_follow_the_full_forward_argmax(setup):
   params, ids_BxL, forward = setup
   prompt_BxP = ids_BxL[:, :3]
-  greedy = decode.sample(params, CONFIG, prompt_BxP, jax.random.key(3), max_new_tokens=9, temperature=0.0)
+  def sample(key, **kwargs):
+    compiled = decode.sample.lower(params, CONFIG, prompt_BxP, key, max_new_tokens=9, **kwargs).compile(UNOPTIMISED)
+    return compiled(params, prompt_BxP, key)
+
+  greedy = sample(jax.random.key(3), temperature=0.0)
   assert greedy.shape == (2, 12)
   np.testing.assert_array_equal(greedy[:, :3], prompt_BxP)
   full_BxLxV = forward(params, greedy)
   np.testing.assert_array_equal(greedy[:, 3:], np.argmax(full_BxLxV[:, 2:-1], axis=-1))
-  top1 = decode.sample(params, CONFIG, prompt_BxP, jax.random.key(4), max_new_tokens=9, temperature=1.0, top_k=1)
+  top1 = sample(jax.random.key(4), temperature=1.0, top_k=1)
   np.testing.assert_array_equal(top1, greedy)
 
 
