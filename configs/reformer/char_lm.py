@@ -1,0 +1,57 @@
+"""Byte-level language modelling (Kitaev et al. 2020 §5 enwik8): a ReformerLM on raw MediaWiki XML bytes.
+
+Command:
+  python -m reformer_jax.train --config=configs/reformer/char_lm.py --workdir=$WORKDIR
+  python -m reformer_jax.train --config=configs/reformer/char_lm.py:attention=full,reversible=false --workdir=$BASE
+  python -m reformer_jax.train --config=configs/reformer/char_lm.py:size=enwik8 --workdir=$WORKDIR \
+      --config.task.path=/data/enwik8.zip
+Model: cpu (ours): the bundled Wikipedia XML excerpt (6.1 MB, 90/5/5 split like enwik8), L 512, 2 layers, d_model
+  256, 4 heads of 64, LSH chunk 64 with 2 hashes and 16 buckets, reversible; `attention=full,reversible=false` is the
+  same model with standard full attention and a plain residual stack (a Transformer) for the bpc comparison.
+  enwik8 (paper / trax reformer_enwik8.gin): L 65,536, 12 layers, d_model 768, FF 2048, 8 heads, attention pattern
+  [local, local, LSH, local] (LSH chunk 256, 512 buckets, 2 hashes; local chunk 128), dropout 0.2, axial positions
+  (128, 512) x (256, 512), Adam b2 0.98.
+Expected: paper: 1.19 bpc after 20k steps (enwik8 test), 1.05 with longer tuned training. Ours (cpu):
+  reformer_jax/README.md "Character LM" (results/reformer_char_lm.json).
+Runtime: cpu: see reformer_jax/README.md; enwik8: not stated in the paper (TPU).
+"""
+
+import ml_collections
+
+from configs.reformer import common
+from core import config as config_lib
+
+SIZES = {
+  "cpu": dict(
+    model=dict(d_model=256, d_ff=512, n_layers=2, n_heads=4, d_head=64, attention=("lsh",), n_hashes=2, n_buckets=16,
+               chunk_len=64, max_len=512),
+    task=dict(corpus="wikipedia_xml", seq_len=512, eval_examples=64),
+    train=dict(batch_size=16, total_steps=1500, log_every=50, eval_every=500, checkpoint_every=500),
+    optimizer=dict(peak_lr=1e-3, warmup_steps=100),
+  ),
+  "enwik8": dict(
+    model=dict(d_model=768, d_ff=2048, n_layers=12, n_heads=8, d_head=96, attention=("local", "local", "lsh", "local"),
+               n_hashes=2, n_buckets=512, chunk_len=256, local_chunk_len=128, dropout_rate=0.2,
+               attention_dropout_rate=0.2, ff_dropout_rate=0.2, axial_pos_shape=(128, 512), axial_pos_dims=(256, 512),
+               max_len=65_536, ff_chunk_size=0),
+    task=dict(corpus="enwik8", seq_len=65_536, eval_examples=128),
+    train=dict(batch_size=8, total_steps=20_000, log_every=100, eval_every=2000, checkpoint_every=2000),
+    optimizer=dict(peak_lr=1e-4, warmup_steps=2000),
+  ),
+}  # fmt: skip
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = config_lib.parse_arg(arg, size="cpu", attention="lsh", reversible=True)
+  if arg.size not in SIZES:
+    raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
+  if arg.attention not in ("lsh", "full"):
+    raise config_lib.ConfigError(f"config arg attention: unknown value {arg.attention!r} (allowed: lsh, full)")
+  row = SIZES[arg.size]
+  config = common.base_config("char_lm", **row["model"], reversible=arg.reversible)
+  if arg.attention == "full":  # a Transformer's attention: every layer full, separate Q and K
+    config.model.attention = ("full",)
+  config.task.update(row["task"])
+  config.train.update(row["train"])
+  config.optimizer.update(row["optimizer"])
+  return config
