@@ -26,13 +26,13 @@ import functools
 import math
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from core import lsh
 from reformer_jax import attention as attention_lib
 from reformer_jax import model as model_lib
+from reformer_jax import reversible
 
 Array = jax.Array
 Params = Any
@@ -78,7 +78,7 @@ def decode_step(
   dtype = cfg.compute_dtype
   tree = params["params"]["reformer"] if "params" in params else params["reformer"]
   head = params["params"]["lm_head"] if "params" in params else params["lm_head"]
-  layer_norm = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=dtype)
+  layer_norm = reversible.LayerNorm(cfg.layer_norm_eps, dtype)
   x_BxH = tree["embed"]["embedding"].astype(dtype)[ids_B] + jax.lax.dynamic_index_in_dim(pos_table_TxH, t, 0, False)
   x1_BxH = x2_BxH = x_BxH.astype(dtype)
   new_cache = []

@@ -199,7 +199,7 @@ class AttentionBlock(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxH, attention_mask_BxL=None, *, deterministic=True, buckets=None):
     cfg = self.config
-    h_BxLxH = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, name="norm")(x_BxLxH)
+    h_BxLxH = reversible.LayerNorm(cfg.layer_norm_eps, cfg.compute_dtype, name="norm")(x_BxLxH)
     attention = make_attention(cfg, self.kind, self.causal, name="attention")
     out_BxLxH, buckets = attention(
       h_BxLxH, attention_mask_BxL, deterministic=deterministic, buckets=buckets, return_buckets=True
@@ -215,7 +215,7 @@ class FeedForwardBlock(nn.Module):
   @nn.compact
   def __call__(self, x_BxLxH, *, deterministic=True):
     cfg = self.config
-    h_BxLxH = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, name="norm")(x_BxLxH)
+    h_BxLxH = reversible.LayerNorm(cfg.layer_norm_eps, cfg.compute_dtype, name="norm")(x_BxLxH)
     ffn = reversible.FeedForward(
       cfg.d_ff, cfg.ff_activation, cfg.ff_dropout_rate, cfg.ff_chunk_size, cfg.compute_dtype, name="ffn"
     )
@@ -364,7 +364,7 @@ class ReformerEncoder(nn.Module):
     mask_BxP = jnp.pad(jnp.asarray(mask_BxL).astype(jnp.int32), ((0, 0), (0, pad)))
     y1_BxPxH, y2_BxPxH = ReformerStack(cfg, self.causal, name="stack")(x_BxPxH, mask_BxP, deterministic=deterministic)
     h_BxLx2H = jnp.concatenate([y1_BxPxH, y2_BxPxH], axis=-1)[:, :length]
-    return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=cfg.compute_dtype, name="final_norm")(h_BxLx2H)
+    return reversible.LayerNorm(cfg.layer_norm_eps, cfg.compute_dtype, name="final_norm")(h_BxLx2H)
 
 
 class ReformerLM(nn.Module):
