@@ -44,26 +44,28 @@ def layer_rngs(rngs: Rngs, layer: int, half: int) -> Rngs:
   return {name: jax.random.fold_in(key, 2 * layer + half) for name, key in rngs.items()}
 
 
-def _layer_start(i, x1_BxLxH, x2_BxLxH, rngs, buckets):
-  """Layer i's inputs, its F and G keys and F's buckets, passed through one optimization barrier.
+def _layer_start(i, x1_BxLxH, x2_BxLxH, mask_BxL, rngs, buckets):
+  """Layer i's inputs, attention mask, F and G keys and F's buckets, passed through one optimization barrier.
 
-  Everything a layer computes from its keys or buckets alone (dropout masks, the sort and the chunk masks of LSH
-  attention: [B, N, C, Q, K] arrays) then depends on the layer's input activations, so XLA can neither compute it
+  Everything a layer computes from its mask, keys or buckets alone (dropout masks, the sort and the chunk masks of
+  LSH and local attention: [B, N, C, Q, K] arrays) then depends on the layer's input activations, so XLA can neither compute it
   for every layer up front nor share it between the forward pass and the backward recompute. Either would keep
   one such array per layer alive at once, and memory would grow with depth again.
   """
   f_rngs, g_rngs = layer_rngs(rngs, i, 0), layer_rngs(rngs, i, 1)
-  return jax.lax.optimization_barrier((x1_BxLxH, x2_BxLxH, f_rngs, g_rngs, buckets))
+  return jax.lax.optimization_barrier((x1_BxLxH, x2_BxLxH, mask_BxL, f_rngs, g_rngs, buckets))
 
 
 def _forward(layers, params, x1_BxLxH, x2_BxLxH, mask_BxL, rngs, buckets):
   """Y1 = X1 + F(X2), Y2 = X2 + G(Y1) through every layer (§3) -> (y1, y2, buckets of every F)."""
   new_buckets = []
   for i, ((f, g), (f_params, g_params)) in enumerate(zip(layers, params)):
-    x1_BxLxH, x2_BxLxH, f_rngs, g_rngs, f_buckets = _layer_start(i, x1_BxLxH, x2_BxLxH, rngs, buckets[i])
-    f_out, f_buckets = f(f_params, x2_BxLxH, mask_BxL, f_rngs, f_buckets)
+    x1_BxLxH, x2_BxLxH, mask, f_rngs, g_rngs, f_buckets = _layer_start(
+      i, x1_BxLxH, x2_BxLxH, mask_BxL, rngs, buckets[i]
+    )
+    f_out, f_buckets = f(f_params, x2_BxLxH, mask, f_rngs, f_buckets)
     x1_BxLxH, x2_BxLxH = x2_BxLxH, x1_BxLxH + f_out  # (X2, Y1)
-    g_out, _ = g(g_params, x2_BxLxH, mask_BxL, g_rngs, None)
+    g_out, _ = g(g_params, x2_BxLxH, mask, g_rngs, None)
     x1_BxLxH, x2_BxLxH = x2_BxLxH, x1_BxLxH + g_out  # (Y1, Y2)
     new_buckets.append(f_buckets)
   return x1_BxLxH, x2_BxLxH, new_buckets
@@ -130,14 +132,14 @@ def reversible_stack(layers, params, x1_BxLxH, x2_BxLxH, mask_BxL=None, rngs=Non
     grads = [None] * len(layers)
     for i in reversed(range(len(layers))):
       (f, g), (f_params, g_params) = layers[i], params[i]
-      y1, y2, f_rngs, g_rngs, f_buckets = _layer_start(i, y1, y2, rngs, buckets[i])
+      y1, y2, layer_mask, f_rngs, g_rngs, f_buckets = _layer_start(i, y1, y2, mask, rngs, buckets[i])
       # Y2 = X2 + G(Y1): rebuild X2, and the cotangent of Y1 picks up G's input gradient.
-      g_out, g_vjp = jax.vjp(lambda p, y: g(p, y, mask, g_rngs, None)[0], g_params, y1)
+      g_out, g_vjp = jax.vjp(lambda p, y: g(p, y, layer_mask, g_rngs, None)[0], g_params, y1)
       x2 = y2 - g_out
       dg_params, dy1_via_g = g_vjp(dy2)
       dy1 = dy1 + dy1_via_g
       # Y1 = X1 + F(X2), with the forward pass's buckets: rebuild X1; X2's cotangent picks up F's input gradient.
-      f_out, f_vjp = jax.vjp(lambda p, x: f(p, x, mask, f_rngs, f_buckets)[0], f_params, x2)
+      f_out, f_vjp = jax.vjp(lambda p, x: f(p, x, layer_mask, f_rngs, f_buckets)[0], f_params, x2)
       x1 = y1 - f_out
       df_params, dx2_via_f = f_vjp(dy1)
       # The barrier ties this layer's parameter gradients to the values the next layer down reads, so XLA finishes
