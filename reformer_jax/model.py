@@ -337,6 +337,7 @@ class LearnedPositionEmbedding(nn.Module):
 
 
 def position_embedding(config: ReformerConfig, name: str | None = None) -> nn.Module:
+  """The config's position module: axial (trax / HF) when axial_pos_shape is set, else a learned max_len table."""
   if config.axial_pos_shape:
     return AxialPositionEmbedding(config.axial_pos_shape, config.axial_pos_dims, name=name)
   return LearnedPositionEmbedding(config.max_len, config.d_model, name=name)
