@@ -48,9 +48,9 @@ def _layer_start(i, x1_BxLxH, x2_BxLxH, mask_BxL, rngs, buckets):
   """Layer i's inputs, attention mask, F and G keys and F's buckets, passed through one optimization barrier.
 
   Everything a layer computes from its mask, keys or buckets alone (dropout masks, the sort and the chunk masks of
-  LSH and local attention: [B, N, C, Q, K] arrays) then depends on the layer's input activations, so XLA can neither compute it
-  for every layer up front nor share it between the forward pass and the backward recompute. Either would keep
-  one such array per layer alive at once, and memory would grow with depth again.
+  LSH and local attention: [B, N, C, Q, K] arrays) then depends on the layer's input activations, so XLA can
+  neither compute it for every layer up front nor share it between the forward pass and the backward recompute.
+  Either would keep one such array per layer alive at once, and memory would grow with depth again.
   """
   f_rngs, g_rngs = layer_rngs(rngs, i, 0), layer_rngs(rngs, i, 1)
   return jax.lax.optimization_barrier((x1_BxLxH, x2_BxLxH, mask_BxL, f_rngs, g_rngs, buckets))
@@ -145,7 +145,8 @@ def reversible_stack(layers, params, x1_BxLxH, x2_BxLxH, mask_BxL=None, rngs=Non
       # The barrier ties this layer's parameter gradients to the values the next layer down reads, so XLA finishes
       # them (and frees this layer's recomputed activations) before it starts that layer, instead of deferring
       # every layer's weight-gradient products to the end (which would make memory grow with depth again).
-      grads[i], y1, y2, dy1, dy2 = jax.lax.optimization_barrier(((df_params, dg_params), x1, x2, dy1, dy2 + dx2_via_f))
+      carry = ((df_params, dg_params), x1, x2, dy1, dy2 + dx2_via_f)
+      grads[i], y1, y2, dy1, dy2 = jax.lax.optimization_barrier(carry)
     return grads, dy1, dy2, None, None, None
 
   stack.defvjp(stack_fwd, stack_bwd)
