@@ -89,8 +89,10 @@ def test_lm_any_length_same_key_same_output_and_exact_causality():
   assert np.abs(compiled(params, jax.random.key(5))[0] - logits).max() > 1e-6
 
 
-def test_classifier_padding_does_not_change_real_outputs():
-  # Bidirectional LSH + local classifier: 37 real tokens, then 11 padded positions holding different garbage per row.
+def test_padding_does_not_change_real_positions_and_any_length_is_padded_inside():
+  # Bidirectional LSH + local classifier. Rows 0 and 1: the same 37 real tokens, then 11 masked positions holding
+  # different garbage; row 2: the 37 tokens alone (L=37, padded to 48 inside). The encoder's hidden states at the
+  # 37 real positions and the (masked mean-pooled) logits must agree across all three.
   config = dataclasses.replace(BASE, pooling="mean", n_classes=3).validate()
   model = model_lib.ReformerClassifier(config)
   rng = np.random.default_rng(6)
@@ -98,6 +100,17 @@ def test_classifier_padding_does_not_change_real_outputs():
   ids_BxL[1, :37] = ids_BxL[0, :37]
   mask_BxL = np.broadcast_to(np.arange(48) < 37, (2, 48)).astype(np.int32)
   params = jit_once(model.init, jax.random.key(8), ids_BxL, mask_BxL)
-  logits_BxC = jit_once(lambda p, k: model.apply(p, ids_BxL, mask_BxL, rngs={"hash": k}), params, jax.random.key(9))
-  assert logits_BxC.shape == (2, 3)
-  np.testing.assert_allclose(logits_BxC[0], logits_BxC[1], atol=1e-5)
+
+  def run(params, key):
+    def apply(ids, mask):
+      is_encoder = lambda module, _: isinstance(module, model_lib.ReformerEncoder)  # noqa: E731
+      logits, state = model.apply(params, ids, mask, rngs={"hash": key}, capture_intermediates=is_encoder)
+      return logits, state["intermediates"]["reformer"]["__call__"][0]
+
+    return apply(ids_BxL, mask_BxL), apply(ids_BxL[:1, :37], None)
+
+  (logits_BxC, hidden_BxLx2H), (logits_1xC, hidden_1xLx2H) = jit_once(run, params, jax.random.key(9))
+  assert logits_BxC.shape == (2, 3) and hidden_1xLx2H.shape == (1, 37, 2 * config.d_model)
+  for row in (hidden_BxLx2H[0, :37], hidden_BxLx2H[1, :37]):
+    np.testing.assert_allclose(row, hidden_1xLx2H[0], atol=1e-5)
+  np.testing.assert_allclose(logits_BxC, np.concatenate([logits_1xC, logits_1xC]), atol=1e-5)
