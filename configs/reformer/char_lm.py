@@ -5,8 +5,8 @@ Command:
   python -m reformer_jax.train --config=configs/reformer/char_lm.py:attention=full,reversible=false --workdir=$BASE
   python -m reformer_jax.train --config=configs/reformer/char_lm.py:size=enwik8 --workdir=$WORKDIR \
       --config.task.path=/data/enwik8.zip
-Model: cpu (ours): the bundled Wikipedia XML excerpt (6.1 MB, 90/5/5 split like enwik8), L 512, 2 layers, d_model
-  256, 4 heads of 64, LSH chunk 64 with 2 hashes and 16 buckets, reversible; `attention=full,reversible=false` is the
+Model: cpu (ours): the bundled Wikipedia XML excerpt (6.1 MB, 90/5/5 split like enwik8), L 256, 2 layers, d_model
+  128, 2 heads of 64, LSH chunk 32 with 2 hashes and 8 buckets, reversible; `attention=full,reversible=false` is the
   same model with standard full attention and a plain residual stack (a Transformer) for the bpc comparison.
   enwik8 (paper / trax reformer_enwik8.gin): L 65,536, 12 layers, d_model 768, FF 2048, 8 heads, attention pattern
   [local, local, LSH, local] (LSH chunk 256, 512 buckets, 2 hashes; local chunk 128), dropout 0.2, axial positions
@@ -23,10 +23,10 @@ from core import config as config_lib
 
 SIZES = {
   "cpu": dict(
-    model=dict(d_model=256, d_ff=512, n_layers=2, n_heads=4, d_head=64, attention=("lsh",), n_hashes=2, n_buckets=16,
-               chunk_len=64, max_len=512),
-    task=dict(corpus="wikipedia_xml", seq_len=512, eval_examples=64),
-    train=dict(batch_size=16, total_steps=1500, log_every=50, eval_every=500, checkpoint_every=500),
+    model=dict(d_model=128, d_ff=256, n_layers=2, n_heads=2, d_head=64, attention=("lsh",), n_hashes=2, n_buckets=8,
+               chunk_len=32, max_len=256),
+    task=dict(corpus="wikipedia_xml", seq_len=256, eval_examples=128),
+    train=dict(batch_size=16, total_steps=800, log_every=50, eval_every=200, checkpoint_every=200),
     optimizer=dict(peak_lr=1e-3, warmup_steps=100),
   ),
   "enwik8": dict(
