@@ -49,7 +49,7 @@ def make_config(args, n_layers: int, reversible: bool) -> model_lib.ReformerConf
 
 
 def make_step(config: model_lib.ReformerConfig):
-  """jit(value_and_grad) of the next-byte cross-entropy of ReformerLM on ids [B, L] (what a train step differentiates)."""
+  """jit(value_and_grad) of ReformerLM's next-byte cross-entropy on ids [B, L] (what a train step differentiates)."""
   model = model_lib.ReformerLM(config)
 
   def loss(params, ids_BxL, key):
