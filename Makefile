@@ -30,10 +30,12 @@ data: setup
 test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## Set up and run the main jobs on the bundled data: MiniLM semantic search; tiny ELECTRA pretrain + finetune.
+## Set up and run the main jobs on the bundled data: MiniLM semantic search; tiny ELECTRA pretrain + finetune;
+## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table.
 demo: data
 	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
 	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo
+	$(PY) -m reformer_jax.demo --workdir=workdirs/reformer_demo
 
 ## Benchmarks: print ratios, write results/*.json + .png.
 bench: data $(BENCH_STAMP)
@@ -42,6 +44,8 @@ bench: data $(BENCH_STAMP)
 	$(PY) -m benchmarks.core.mips_vs_scann
 	$(PY) -m benchmarks.electra.step_vs_torch --size small
 	$(PY) -m benchmarks.electra.compute_matched
+	$(PY) -m benchmarks.reformer.attention_scaling
+	$(PY) -m benchmarks.reformer.memory_vs_depth
 
 clean-venv:
 	rm -rf $(VENV)
