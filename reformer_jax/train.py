@@ -55,8 +55,6 @@ def model_config(config: ml_collections.ConfigDict) -> model_lib.ReformerConfig:
   for name in ("axial_pos_shape", "axial_pos_dims"):
     if fields.get(name) == ():
       fields[name] = None
-  if config.task.name == "listops":
-    fields.update(vocab_size=listops.VOCAB_SIZE, n_classes=listops.NUM_CLASSES)
   try:
     return model_lib.ReformerConfig(**fields).validate()
   except (TypeError, ValueError) as e:
@@ -85,23 +83,27 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise config_lib.ConfigError(
       f"task.seq_len: {task.seq_len} exceeds the model's {cfg.n_positions} positions (model.max_len / axial_pos_shape)"
     )
+  # Every field is checked whatever the task, so a typo in another task's section never waits for the day it is used.
+  config_lib.check_int(config, "task.vocab_size", minimum=2, maximum=cfg.vocab_size if task.name == "duplication" else None)
+  config_lib.check_choice(config, "task.corpus", CORPORA)
+  try:
+    listops_spec(config)
+  except ValueError as e:
+    raise config_lib.ConfigError(" ".join(str(e).replace("listops.", "task.listops.", 1).split())) from None
+  config_lib.check_int(config, "task.listops.train_examples", minimum=1)
+  if not isinstance(config_lib.get(config, "task.path"), str):
+    raise config_lib.ConfigError(f"task.path: must be a path or '', got {task.path!r}")
   if task.name == "duplication":
     config_lib.check_divisible(config, "task.seq_len", 2, "the duplication task is 0w0w")
-    config_lib.check_int(config, "task.vocab_size", minimum=2, maximum=cfg.vocab_size)
-  if task.name == "char_lm":
-    config_lib.check_choice(config, "task.corpus", CORPORA)
-    if task.corpus == "enwik8":
-      config_lib.check_file(config, "task.path", "the enwik8 file or enwik8.zip (http://mattmahoney.net/dc/enwik8.zip)")
+  if task.name == "listops":
+    for field, value in (("model.vocab_size", listops.VOCAB_SIZE), ("model.n_classes", listops.NUM_CLASSES)):
+      if config_lib.get(config, field) != value:
+        raise config_lib.ConfigError(f"{field}: must be {value} for ListOps, got {config_lib.get(config, field)!r}")
+  if task.name == "char_lm" and task.corpus == "enwik8":
+    config_lib.check_file(config, "task.path", "the enwik8 file or enwik8.zip (http://mattmahoney.net/dc/enwik8.zip)")
   if task.name in ("char_lm", "imagenet64") and cfg.vocab_size < 256 + tasks.BYTE_OFFSET:
     raise config_lib.ConfigError(f"model.vocab_size: {cfg.vocab_size} < 259, the byte vocabulary")
-  if task.name == "listops":
-    try:
-      listops_spec(config)
-    except ValueError as e:
-      raise config_lib.ConfigError(str(e)) from None
-    config_lib.check_int(config, "task.listops.train_examples", minimum=1)
-  if task.name == "imagenet64":
-    config_lib.check_data_dir(config, "task.tfds_dir")
+  config_lib.check_data_dir(config, "task.tfds_dir")
   config_lib.check_int(config, "task.eval_examples", minimum=1)
   for n in config_lib.get(config, "eval.n_hashes"):
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -81,6 +81,9 @@ ENTRY_POINTS = [
   ("electra_jax.pretrain", "configs/electra/tiny.py", "mlm=true"),
   ("electra_jax.finetune", "configs/electra/glue.py", "task=polarity,size=tiny"),
   ("core.demo", "configs/core/search_demo.py", None),
+  ("reformer_jax.train", "configs/reformer/duplication.py", None),
+  ("reformer_jax.train", "configs/reformer/char_lm.py", None),
+  ("reformer_jax.train", "configs/reformer/listops.py", None),
 ]
 # Negative values with a documented meaning; any other negative value that validates is a hole.
 NEGATIVE_SENTINELS = {("mesh.data", -1), ("train.inject_nan_at_step", -1)}
@@ -88,6 +91,8 @@ NEGATIVE_SENTINELS = {("mesh.data", -1), ("train.inject_nan_at_step", -1)}
 UNCHECKED = {
   "results_dir",  # '' = no copy; any other path is created
   "data.tfds_dir",  # may be remote (gs://...): checked when the corpus is opened (test_paper_corpus_offline_...)
+  "task.tfds_dir",  # the same for reformer_jax's imagenet64
+  "task.path",  # read only by char_lm's enwik8 corpus (checked then: tests/reformer_jax/test_train.py)
 }
 
 

@@ -54,4 +54,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task.update(row["task"])
   config.train.update(row["train"])
   config.optimizer.update(row["optimizer"])
+  # The LSH model also evaluated with full shared-QK attention and 8 hashes on its own parameters (what LSH costs).
+  config.eval.update(dict(full=True, n_hashes=(8,)))
   return config

@@ -7,7 +7,8 @@ Data: our seeded generator (`reformer_jax.listops`, LRA's rules: MIN, MAX, MED, 
   10 classes). lra: 500 < length < 2000 tokens, 96,000 training examples, 2,000 for evaluation. cpu (ours): 50 <
   length < 250 tokens in L 256 rows, 20,000 training examples, 512 for evaluation.
 Model: lra (the LRA config): 4 layers, d_model 512, 8 heads, FF 1024, batch 32, 5k steps, lr 0.05 (LRA's schedule;
-  here Adam with warmup + cosine); LSH chunk 64, 2 hashes. cpu: 2 layers, d_model 128, 4 heads of 32, LSH chunk 32 with 8 buckets and 2 hashes.
+  here Adam with warmup + cosine); LSH chunk 64, 2 hashes. cpu: 2 layers, d_model 128, 4 heads of 32, LSH chunk 32
+  with 8 buckets and 2 hashes.
 Expected: LRA's Reformer: 37.27% accuracy (Transformer 36.37%). Ours (cpu): reformer_jax/README.md "ListOps"
   (results/reformer_listops.json), against the majority class.
 Runtime: cpu: see reformer_jax/README.md; lra: not stated.
@@ -41,7 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.size not in SIZES:
     raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
   row = SIZES[arg.size]
-  config = common.base_config("listops", **row["model"])
+  # reformer_jax.listops: 16 tokens (padding, digits 0-9, MIN, MAX, MED, SM, ']'), labels 0-9.
+  config = common.base_config("listops", **row["model"], vocab_size=16, n_classes=10)
   config.task.update({k: v for k, v in row["task"].items() if k != "listops"})
   config.task.listops.update(row["task"]["listops"])
   config.train.update(row["train"])
