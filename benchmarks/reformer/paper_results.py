@@ -32,6 +32,7 @@ EXPERIMENTS = {
   "char_lm": [
     ("reformer", "char_lm.py", "attention=lsh,reversible=true"),
     ("transformer", "char_lm.py", "attention=full,reversible=false"),
+    ("transformer_reversible", "char_lm.py", "attention=full,reversible=true"),  # which half of the gap is LSH
   ],
   "listops": [("reformer", "listops.py", "size=cpu")],
 }
