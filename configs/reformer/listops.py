@@ -24,7 +24,7 @@ SIZES = {
     model=dict(d_model=128, d_ff=256, n_layers=2, n_heads=4, d_head=32, n_hashes=2, n_buckets=8, chunk_len=32,
                max_len=256, dropout_rate=0.1),
     task=dict(seq_len=256, eval_examples=512, listops=dict(min_length=50, max_length=250, train_examples=20_000)),
-    train=dict(batch_size=32, total_steps=1500, log_every=50, eval_every=500, checkpoint_every=500),
+    train=dict(batch_size=32, total_steps=3000, log_every=50, eval_every=500, checkpoint_every=500),
     optimizer=dict(peak_lr=1e-3, warmup_steps=200),
   ),
   "lra": dict(
