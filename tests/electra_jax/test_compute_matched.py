@@ -22,7 +22,8 @@ def _env(tmp_path):
 @pytest.mark.slow
 def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
   # One-layer ELECTRA / MLM encoders (--pretrain_set): the property is the pipeline, not the model size.
-  args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--seeds", "0,1", "--electra_steps", "4",
+  # One seed: a second repeats the same path with another key (test_runner covers the multi-seed statistics).
+  args = [sys.executable, "-m", "benchmarks.electra.compute_matched", "--seeds", "1", "--electra_steps", "4",
           "--tasks", "word_order", "--fractions", "0.5,1.0", "--train_size", "32", "--finetune_epochs", "1",
           "--pretrain_set", "model.num_layers=1", f"--workdir={tmp_path / 'work'}",
           f"--results_dir={tmp_path / 'results'}"]  # fmt: skip
@@ -35,10 +36,9 @@ def test_compute_matched_runs_end_to_end_and_resumes_from_its_cache(tmp_path):
   # ELECTRA and the MLM twin spend the same pretraining FLOPs (within one MLM step), at both fractions.
   rows = result["rows"]
   final = {(r["objective"], r["seed"]): r for r in rows if r["step"] in (4, result["mlm_steps"])}
-  for seed in (0, 1):
-    electra, mlm = final[("electra", seed)]["flops"], final[("mlm", seed)]["flops"]
-    assert abs(electra - mlm) <= mlm / result["mlm_steps"]
-    assert electra == pytest.approx(result["pretrain_flops"])
+  electra, mlm = final[("electra", 1)]["flops"], final[("mlm", 1)]["flops"]
+  assert abs(electra - mlm) <= mlm / result["mlm_steps"]
+  assert electra == pytest.approx(result["pretrain_flops"])
   assert sorted({(r["objective"], r["step"]) for r in rows}) == sorted(
     [("random_init", 0), ("electra", 2), ("electra", 4)]
     + [("mlm", max(1, round(result["mlm_steps"] * f))) for f in (0.5, 1.0)]
