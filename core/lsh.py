@@ -251,7 +251,8 @@ def lsh_attention(
       raise ValueError(f"n_buckets: {n_buckets!r} x n_hashes {n_hashes} x length {length} overflows the int32 sort key")
     buckets = hash_vectors(qk_BxLxNxD, key, n_buckets, n_hashes, real_BxL)
   elif buckets.shape != (batch, n_heads, n_hashes, length):
-    raise ValueError(f"buckets: shape {buckets.shape} != [batch, heads, n_hashes, length] {(batch, n_heads, n_hashes, length)}")
+    expected = (batch, n_heads, n_hashes, length)
+    raise ValueError(f"buckets: shape {buckets.shape} != [batch, heads, n_hashes, length] {expected}")
   buckets = jax.lax.stop_gradient(buckets)
   sort_BxNxT, undo_BxNxT = sort_by_bucket(buckets)
 

@@ -84,7 +84,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"task.seq_len: {task.seq_len} exceeds the model's {cfg.n_positions} positions (model.max_len / axial_pos_shape)"
     )
   # Every field is checked whatever the task, so a typo in another task's section never waits for the day it is used.
-  config_lib.check_int(config, "task.vocab_size", minimum=2, maximum=cfg.vocab_size if task.name == "duplication" else None)
+  symbols_max = cfg.vocab_size if task.name == "duplication" else None
+  config_lib.check_int(config, "task.vocab_size", minimum=2, maximum=symbols_max)
   config_lib.check_choice(config, "task.corpus", CORPORA)
   try:
     listops_spec(config)

@@ -15,7 +15,8 @@ import pytest
 from core import config as config_lib
 from tests.helpers import REPO, load_config
 
-TINY_MODEL = {"model.n_layers": 1, "model.d_model": 16, "model.d_ff": 32, "model.n_heads": 2, "model.d_head": 8, "train.progress": False}
+TINY_MODEL = {"model.n_layers": 1, "model.d_model": 16, "model.d_ff": 32, "model.n_heads": 2, "model.d_head": 8,
+              "train.progress": False}  # fmt: skip
 
 
 def tiny(path, arg=None, **overrides):
@@ -55,7 +56,8 @@ def test_char_lm_and_listops_train_and_report_their_metrics(tmp_path):
 
   char = tiny("char_lm.py", None, **{"task.seq_len": 32, "model.max_len": 32, "model.chunk_len": 16,
                                      "model.n_buckets": 2, "train.batch_size": 2, "train.total_steps": 2,
-                                     "train.log_every": 1, "train.eval_every": 0, "train.checkpoint_every": 2})  # fmt: skip
+                                     "train.log_every": 1, "train.eval_every": 0,
+                                     "train.checkpoint_every": 2})  # fmt: skip
   result = train.train_and_evaluate(char, str(tmp_path / "char"))
   logged = [h for h in result.history if h["split"] == "train"][-1]
   assert 4 < logged["bits_per_token"] < 12 and logged["bits_per_token"] == pytest.approx(logged["loss"] / np.log(2))
@@ -104,7 +106,8 @@ def test_eight_devices_give_the_one_device_losses(tmp_path):
   [
     ({"model.n_buckets": 5}, "model: ReformerConfig.n_buckets: must be an even int >= 2"),
     ({"model.n_hashes": 0}, "model: ReformerConfig.n_hashes: must be an int >= 1, got 0"),
-    ({"model.axial_pos_shape": (4, 4), "model.axial_pos_dims": (8, 8)}, "model: ReformerConfig.axial_pos_shape: (4, 4)"),
+    ({"model.axial_pos_shape": (4, 4), "model.axial_pos_dims": (8, 8)},
+     "model: ReformerConfig.axial_pos_shape: (4, 4)"),
     ({"task.seq_len": 33}, "task.seq_len: 33 exceeds the model's 32 positions"),
     ({"task.seq_len": 30, "model.max_len": 30}, None),
     ({"task.name": "copy"}, "task.name: unknown value 'copy' (allowed: duplication, char_lm, listops, imagenet64)"),
@@ -126,12 +129,15 @@ def test_bad_configs_fail_in_one_line(overrides, message):
 def test_command_line_errors_are_one_line_and_touch_nothing(tmp_path):
   workdir = tmp_path / "run"
   for args, message in (
-    (["--config=configs/reformer/duplication.py:attention=sparse"], "error: config arg attention: unknown value 'sparse'"),
+    (["--config=configs/reformer/duplication.py:attention=sparse"],
+     "error: config arg attention: unknown value 'sparse'"),
     (["--config=configs/reformer/char_lm.py:size=enwik8"], "error: task.path: file not found: ''"),
-    (["--config=configs/reformer/duplication.py", "--config.model.chunk_len=0"], "error: model: ReformerConfig.chunk_len"),
+    (["--config=configs/reformer/duplication.py", "--config.model.chunk_len=0"],
+     "error: model: ReformerConfig.chunk_len"),
   ):  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "reformer_jax.train", *args, f"--workdir={workdir}"], cwd=REPO,
-                         env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=300)  # fmt: skip
+    command = [sys.executable, "-m", "reformer_jax.train", *args, f"--workdir={workdir}"]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    out = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1].startswith(message), out.stderr[-500:]
     assert len(out.stderr.strip().splitlines()) == 1
