@@ -33,12 +33,13 @@ from core import dropout as dropout_lib
 from core.data.tokenizers import ByteTokenizer
 from reformer_jax import attention as attention_lib
 from reformer_jax import reversible
+from reformer_jax.positions import EMBED_INIT as _EMBED_INIT
+from reformer_jax.positions import AxialPositionEmbedding, LearnedPositionEmbedding
 
 Array = jax.Array
 
 ATTENTION_KINDS = attention_lib.ATTENTION_KINDS
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_EMBED_INIT = nn.initializers.normal(stddev=0.02)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,44 +297,6 @@ def _feed_forward_fn(block: FeedForwardBlock, deterministic: bool) -> reversible
     return block.apply({"params": params}, x_BxLxH, deterministic=deterministic, rngs=rngs), None
 
   return apply
-
-
-class AxialPositionEmbedding(nn.Module):
-  """Axial position embeddings (trax `AxialPositionalEncoding`, HF `AxialPositionEmbeddings`): for shape
-  (n1, ..., nk) and dims (d1, ..., dk) with Σ d = d_model, position p = (i1, ..., ik) in row-major order gets
-  concat(w1[i1], ..., wk[ik]); params `weights_j` [n_j, d_j] (Σ n_j d_j instead of Π n_j · d_model).
-  `__call__(length)` -> [length, Σ d] for ANY length <= Π n_j (only the rows needed are built)."""
-
-  shape: tuple[int, ...]
-  dims: tuple[int, ...]
-
-  @nn.compact
-  def __call__(self, length: int) -> Array:
-    total = math.prod(self.shape)
-    if not 0 < length <= total:
-      raise ValueError(f"length: {length} positions requested, axial_pos_shape {self.shape} has {total}")
-    inner = math.prod(self.shape[1:])
-    grid = (-(-length // inner),) + tuple(self.shape[1:])  # only the leading-axis rows the length reaches
-    parts = []
-    for j, (n, d) in enumerate(zip(self.shape, self.dims)):
-      w_NxD = self.param(f"weights_{j}", _EMBED_INIT, (n, d))
-      axes = [1] * len(self.shape) + [d]
-      axes[j] = grid[j]
-      parts.append(jnp.broadcast_to(w_NxD[: grid[j]].reshape(axes), grid + (d,)))
-    return jnp.concatenate(parts, axis=-1).reshape(-1, sum(self.dims))[:length]
-
-
-class LearnedPositionEmbedding(nn.Module):
-  """A learned table `embedding` [max_len, H]; `__call__(length)` -> its first `length` rows."""
-
-  max_len: int
-  features: int
-
-  @nn.compact
-  def __call__(self, length: int) -> Array:
-    if not 0 < length <= self.max_len:
-      raise ValueError(f"length: {length} positions requested, max_len is {self.max_len}")
-    return self.param("embedding", _EMBED_INIT, (self.max_len, self.features))[:length]
 
 
 def position_embedding(config: ReformerConfig, name: str | None = None) -> nn.Module:

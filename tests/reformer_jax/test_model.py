@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from reformer_jax import model as model_lib
+from reformer_jax import positions
 from tests.helpers import UNOPTIMISED, jit_once
 
 BASE = model_lib.ReformerConfig(
@@ -48,7 +49,7 @@ def test_validate_axial_errors_and_list_fields_become_tuples():
 
 
 def test_axial_position_embedding_is_the_broadcast_concat_table_at_any_length():
-  module = model_lib.AxialPositionEmbedding(shape=(4, 8), dims=(6, 10))
+  module = positions.AxialPositionEmbedding(shape=(4, 8), dims=(6, 10))
   params = jit_once(lambda key: module.init(key, 32), jax.random.key(0))
   w0, w1 = np.asarray(params["params"]["weights_0"]), np.asarray(params["params"]["weights_1"])
   reference = np.array([np.concatenate([w0[p // 8], w1[p % 8]]) for p in range(32)])  # position p = (p // 8, p % 8)
