@@ -63,15 +63,19 @@ class Checkpointer:
       raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
     return restored["state"]
 
-  def _check_matches(self, step: int, abstract_state: Any) -> None:
-    """Compares saved shapes with the model's before reading any array (a different config fails here)."""
+  def state_metadata(self, step: int) -> Any:
+    """The saved state's tree of array metadata (shapes and dtypes; no array is read)."""
     try:
-      metadata = self._manager.item_metadata(step)
-      saved = metadata["state"]
+      saved = self._manager.item_metadata(step)["state"]
     except Exception as e:
       raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
     if saved is None:
       raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: no 'state' item")
+    return saved
+
+  def _check_matches(self, step: int, abstract_state: Any) -> None:
+    """Compares saved shapes with the model's before reading any array (a different config fails here)."""
+    saved = self.state_metadata(step)
     try:
       tree_lib.check_shapes(abstract_state, saved, f"checkpoint {self.directory}/{step}")
     except tree_lib.ShapeError as e:

@@ -37,6 +37,7 @@ from core import config as config_lib
 from core import metrics as metrics_lib
 from core import optim
 from core import sharding as sharding_lib
+from core import tree as tree_lib
 
 LossFn = Callable[[Any, Mapping[str, jax.Array], jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
 
@@ -64,6 +65,10 @@ class Task:
   optimizer moments like their parameters. `config.mesh.rules` adds (regex, spec tuple) pairs from the config.
   export_fn(params, step, workdir): called on process 0 after each checkpoint save (e.g. an encoder written in a
   portable format beside the checkpoint, `core.pretrained.export_encoder`).
+  trainable: regexes over param paths ('head/.*', '.*/lora_[ab]'); None = every leaf trains. The other leaves are
+  frozen: the loss is differentiated only with respect to the trainable ones, so the frozen ones get no gradient,
+  no optimizer state and no share of the clip norm, and they are not checkpointed (a resumed run rebuilds them
+  from init_params / initial_params, which are deterministic). eval_fn and export_fn receive all params.
   """
 
   init_params: Callable[[jax.Array], Any]
@@ -77,6 +82,17 @@ class Task:
   # Passed to the jitted init as an argument, so large weights are not baked into the program as constants.
   initial_params: Mapping[str, Any] | None = None
   export_fn: Callable[[Any, int, str], None] | None = None
+  trainable: Sequence[str] | None = None
+
+  def split(self, params: Any) -> tuple[Any, Any]:
+    """params -> (trainable, frozen) nested dicts (`core.tree.partition`); frozen is {} when all train."""
+    if self.trainable is None:
+      return params, {}
+    trainable, frozen = tree_lib.partition(params, self.trainable)
+    if not trainable:
+      names = [name for name, _ in tree_lib.named_leaves(params)][:5]
+      raise ValueError(f"Task.trainable: {list(self.trainable)} matches no parameter (paths look like {names})")
+    return trainable, frozen
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -105,13 +121,20 @@ def make_train_step(
   grad_accum_steps: int = 1,
   inject_nan_at_step: int = -1,
 ):
-  """state, batch -> state, metrics. Gradients are averaged over `grad_accum_steps` micro-batches with a scan."""
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  """(state, batch[, frozen]) -> state, metrics. Gradients are taken with respect to `state.params` only; `frozen`
+  (params outside the optimizer, `Task.trainable`) is merged in for the loss. Gradients are averaged over
+  `grad_accum_steps` micro-batches with a scan."""
 
-  def train_step(state: TrainState, batch: Mapping[str, jax.Array]):
+  def trainable_loss(params, frozen, batch, key):
+    return loss_fn(tree_lib.combine(params, frozen) if frozen else params, batch, key)
+
+  grad_fn = jax.value_and_grad(trainable_loss, has_aux=True)
+
+  def train_step(state: TrainState, batch: Mapping[str, jax.Array], frozen: Any = None):
+    frozen = frozen or {}
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if grad_accum_steps == 1:
-      (loss, aux), grads = grad_fn(state.params, batch, key)
+      (loss, aux), grads = grad_fn(state.params, frozen, batch, key)
     else:
       # Row r of the batch goes to micro-batch r % A: the leading (sharded) axis stays evenly split per device.
       micro = jax.tree.map(
@@ -120,10 +143,10 @@ def make_train_step(
 
       def accumulate(carry, inputs):
         index, micro_batch = inputs
-        (loss_i, aux_i), grads_i = grad_fn(state.params, micro_batch, jax.random.fold_in(key, index))
+        (loss_i, aux_i), grads_i = grad_fn(state.params, frozen, micro_batch, jax.random.fold_in(key, index))
         return jax.tree.map(jnp.add, carry, (loss_i, aux_i, grads_i)), None
 
-      shapes = jax.eval_shape(grad_fn, state.params, jax.tree.map(lambda x: x[0], micro), key)
+      shapes = jax.eval_shape(grad_fn, state.params, frozen, jax.tree.map(lambda x: x[0], micro), key)
       (loss0, aux0), grads0 = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
       (loss, aux, grads), _ = jax.lax.scan(accumulate, (loss0, aux0, grads0), (jnp.arange(grad_accum_steps), micro))
       loss, aux, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, aux, grads))
@@ -142,10 +165,10 @@ def make_train_step(
   return train_step
 
 
-def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Callable[..., TrainState]:
-  """init(initial_params=None) -> step-0 TrainState; pass `task.initial_params` (as `train` does) to use them."""
+def init_params(task: Task, seed: int) -> Callable[..., Any]:
+  """init(initial_params=None) -> the run's step-0 params (all of them, trainable and frozen)."""
 
-  def init(initial_params: Mapping[str, Any] | None = None) -> TrainState:
+  def init(initial_params: Mapping[str, Any] | None = None) -> Any:
     base_key = jax.random.key(seed)
     params = task.init_params(jax.random.fold_in(base_key, 0))
     if initial_params is not None:
@@ -153,21 +176,43 @@ def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Calla
       if unknown:
         raise ValueError(f"Task.initial_params: unknown top-level names {unknown}; params have {sorted(params)}")
       params = {**params, **initial_params}
+    return params
+
+  return init
+
+
+def init_state(task: Task, tx: optax.GradientTransformation, seed: int) -> Callable[..., tuple[TrainState, Any]]:
+  """init(initial_params=None) -> step-0 TrainState (trainable params only, `Task.trainable`); pass
+  `task.initial_params` (as `train` does) to use them. `init_frozen` gives the frozen rest."""
+
+  def init(initial_params: Mapping[str, Any] | None = None) -> TrainState:
+    params, _ = task.split(init_params(task, seed)(initial_params))
     return TrainState(
       step=jnp.zeros((), jnp.int32),
       params=params,
       opt_state=tx.init(params),
-      rng=jax.random.key_data(jax.random.fold_in(base_key, 1)),
+      rng=jax.random.key_data(jax.random.fold_in(jax.random.key(seed), 1)),
     )
 
   return init
 
 
+def init_frozen(task: Task, seed: int) -> Callable[..., Any]:
+  """init(initial_params=None) -> the frozen params (not in TrainState, not checkpointed); {} when all train."""
+  return lambda initial_params=None: task.split(init_params(task, seed)(initial_params))[1]
+
+
 @dataclasses.dataclass
 class TrainResult:
-  state: TrainState
+  state: TrainState  # state.params: the trainable params (all params unless Task.trainable is set)
   history: list[dict[str, float]]  # one dict per logged interval (train) and per eval
   resumed_from: int | None
+  frozen: Any = dataclasses.field(default_factory=dict)
+
+  @property
+  def params(self) -> Any:
+    """All params: the trained ones with the frozen ones merged back in."""
+    return tree_lib.combine(self.state.params, self.frozen) if self.frozen else self.state.params
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainResult:
@@ -190,14 +235,23 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   abstract_state = jax.tree.map(
     lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, state_shardings
   )
+  # Frozen params are an argument of the step (not baked into the program), sharded by the same rules.
+  frozen, frozen_shardings = {}, {}
+  if task.trainable is not None:
+    abstract_frozen = jax.eval_shape(init_frozen(task, config.seed), task.initial_params)
+    frozen_shardings = sharding_lib.param_shardings({"params": abstract_frozen}, mesh, rules)["params"]
+    frozen = jax.jit(init_frozen(task, config.seed), out_shardings=frozen_shardings)(task.initial_params)
   step_fn = jax.jit(
     make_train_step(
       task.loss_fn, tx, schedule, grad_accum_steps=tc.grad_accum_steps, inject_nan_at_step=tc.inject_nan_at_step
     ),
-    in_shardings=(state_shardings, sharding_lib.batch_sharding(mesh)),
+    in_shardings=(state_shardings, sharding_lib.batch_sharding(mesh), frozen_shardings),
     out_shardings=(state_shardings, sharding_lib.replicated(mesh)),
     donate_argnums=0,
   )
+
+  def all_params(params):
+    return tree_lib.combine(params, frozen) if frozen else params
 
   data_iterator = iter(task.train_data(jax.process_index(), jax.process_count()))
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.keep_checkpoints, async_save=tc.async_checkpoints)
@@ -222,7 +276,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   try:
     for step in range(start, tc.total_steps):
       batch = sharding_lib.shard_batch(next(data_iterator), mesh)
-      state, metrics = step_fn(state, batch)
+      state, metrics = step_fn(state, batch, frozen)
       metrics = jax.device_get(metrics)
       if not math.isfinite(float(metrics["loss"])):
         checkpointer.wait()
@@ -243,13 +297,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
       if done % tc.checkpoint_every == 0 or done == tc.total_steps:
         checkpointer.save(done, state, data_iterator)
         if task.export_fn is not None and jax.process_index() == 0:
-          task.export_fn(state.params, done, workdir)
+          task.export_fn(all_params(state.params), done, workdir)
       if task.eval_fn is not None and tc.eval_every and (done % tc.eval_every == 0 or done == tc.total_steps):
-        eval_metrics = dict(task.eval_fn(state.params, done))
+        eval_metrics = dict(task.eval_fn(all_params(state.params), done))
         writer.write(done, eval_metrics, split="eval")
         history.append({"step": done, "split": "eval", **eval_metrics})
   finally:
     progress.close()
     writer.close()
     checkpointer.close()
-  return TrainResult(state=state, history=history, resumed_from=resumed_from)
+  return TrainResult(state=state, history=history, resumed_from=resumed_from, frozen=frozen)

@@ -8,11 +8,12 @@ layer-wise LR decay and LoRA's target selection all read these names, so a patte
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 
 class ShapeError(ValueError):
@@ -65,3 +66,29 @@ def check_shapes(expected: Any, actual: Any, what: str) -> None:
   for name, shape in want.items():
     if have[name] != shape:
       raise ShapeError(f"{what}: {name} has shape {have[name]}, the model expects {shape}")
+
+
+def partition(tree: Mapping[str, Any], patterns: str | Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Splits a nested dict of params into (selected, rest): two nested dicts holding the leaves whose path does / does
+  not fully match a regex in `patterns`, with the original paths. `combine(selected, rest)` rebuilds `tree`.
+
+  This is how a frozen base and its trainable part (adapters, a head) are kept apart: the optimizer only ever sees
+  `selected`, so the rest has no gradient and no optimizer state (`core.train.Task.trainable`).
+  """
+  compiled = [re.compile(p) for p in ([patterns] if isinstance(patterns, str) else patterns)]
+  flat = traverse_util.flatten_dict(dict(tree), sep="/")
+  chosen = {name: leaf for name, leaf in flat.items() if any(p.fullmatch(name) for p in compiled)}
+  rest = {name: leaf for name, leaf in flat.items() if name not in chosen}
+  return traverse_util.unflatten_dict(chosen, sep="/"), traverse_util.unflatten_dict(rest, sep="/")
+
+
+def combine(*trees: Mapping[str, Any]) -> dict[str, Any]:
+  """Merges nested dicts with disjoint leaf paths into one (the inverse of `partition`); a path set twice is an
+  error."""
+  flat: dict[str, Any] = {}
+  for tree in trees:
+    for name, leaf in traverse_util.flatten_dict(dict(tree), sep="/").items():
+      if name in flat:
+        raise ValueError(f"combine: {name} is in more than one tree")
+      flat[name] = leaf
+  return traverse_util.unflatten_dict(flat, sep="/")

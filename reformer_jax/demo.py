@@ -48,7 +48,7 @@ def train_and_sample() -> None:
   prompt = jnp.asarray(tokenizer.encode(PROMPT), jnp.int32)
   cfg = train.model_config(config)
   ids = decode.sample(
-    result.state.params, cfg, prompt, jax.random.key(0), max_new_tokens=FLAGS.sample_bytes, temperature=0.8, top_k=20
+    result.params, cfg, prompt, jax.random.key(0), max_new_tokens=FLAGS.sample_bytes, temperature=0.8, top_k=20
   )
   print("sample:\n" + tokenizer.decode(np.asarray(ids[0])))
 

@@ -282,7 +282,7 @@ def run_seed(
   run = seed_config(config, prep, seed)
   task = make_task(run, prep, seed, recipe)
   result = train_lib.train(run, workdir, task)
-  dev = task.eval_fn(result.state.params, prep.total_steps)
+  dev = task.eval_fn(result.params, prep.total_steps)
   out = {"seed": seed, "total_steps": prep.total_steps, **dev}
   _write_json(result_path, out)
   return out

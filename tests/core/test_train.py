@@ -17,6 +17,7 @@ from core import config as config_lib
 from core import metrics as metrics_lib
 from core import optim
 from core import train as train_lib
+from core import tree as tree_lib
 
 D = 8
 
@@ -217,3 +218,38 @@ def test_initial_params_replace_the_fresh_init_and_are_jit_arguments(tmp_path):
   bad = dataclasses.replace(_task(16), initial_params={"encoder": w_start})
   with pytest.raises(ValueError, match=r"initial_params: unknown top-level names \['encoder'\]"):
     jax.eval_shape(train_lib.init_state(bad, tx, 0), bad.initial_params)
+
+
+def test_trainable_split_freezes_the_rest_without_optimizer_state_or_checkpoint(tmp_path):
+  """Task.trainable: only 'w' trains. The frozen 'b' (set from initial_params) is bitwise unchanged, the optimizer
+  state holds moments for 'w' alone, the checkpoint holds no 'b', and a resumed run ends bitwise where one
+  uninterrupted run ends (the frozen part is rebuilt from initial_params)."""
+  task = dataclasses.replace(_task(16), initial_params={"b": jnp.asarray(0.3)}, trainable=("w",))
+  config = _config(total_steps=20, checkpoint_every=10)
+  config.optimizer.clip_norm = 1.0
+  straight = train_lib.train(config, str(tmp_path / "straight"), task)
+  assert float(straight.params["b"]) == np.float32(0.3) and set(straight.state.params) == {"w"}
+  assert np.abs(np.asarray(straight.params["w"])).max() > 0.1  # it trained
+  moments = [x for x in jax.tree.leaves(straight.state.opt_state) if np.ndim(x) > 0]
+  assert moments and all(x.shape == (D,) for x in moments)  # Adam mu/nu for 'w' only; nothing shaped like 'b'
+  saved = checkpoint_lib.Checkpointer(str(tmp_path / "straight"), async_save=False).state_metadata(20)
+  saved_names = [name for name, _ in tree_lib.named_leaves(saved, is_leaf=lambda x: hasattr(x, "shape"))]
+  assert "params/w" in saved_names and not any(name.endswith("/b") or "/b/" in name for name in saved_names)
+
+  # The gradient norm (and so clipping) counts only the trainable leaves: 'w' alone, as jax.grad gives it.
+  batch = {k: jnp.asarray(v) for k, v in next(iter(task.train_data(0, 1))).items()}
+  step = train_lib.make_train_step(task.loss_fn, optax.sgd(0.0), lambda _: 0.0)
+  init = train_lib.init_state(task, optax.sgd(0.0), 0)
+  state, frozen = init(task.initial_params), train_lib.init_frozen(task, 0)(task.initial_params)
+  _, metrics = step(state, batch, frozen)
+  full = {"w": state.params["w"], "b": frozen["b"]}
+  grad_w = jax.grad(lambda p: task.loss_fn(p, batch, jax.random.key(0))[0])(full)["w"]
+  np.testing.assert_allclose(float(metrics["grad_norm"]), float(jnp.linalg.norm(grad_w)), rtol=1e-6)
+
+  train_lib.train(_config(total_steps=10, checkpoint_every=10), str(tmp_path / "resumed"), task)
+  resumed = train_lib.train(config, str(tmp_path / "resumed"), task)
+  assert resumed.resumed_from == 10
+  np.testing.assert_array_equal(np.asarray(resumed.params["w"]), np.asarray(straight.params["w"]))
+  with pytest.raises(ValueError, match=r"Task.trainable: \['nothing'\] matches no parameter"):
+    dataclasses.replace(task, trainable=("nothing",)).split({"w": jnp.zeros(D)})
+
