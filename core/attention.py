@@ -68,8 +68,8 @@ def dot_product_attention(
     dropout_rng: key for that dropout; required when it is active.
     deterministic: disables dropout.
     dtype: dtype of the probabilities × values product and the output; defaults to q's dtype.
-    scale: multiplies Q Kᵀ; None = 1/√d_k. Pass 1.0 when q is already scaled (`MultiHeadAttention` folds it into
-      its query projection).
+    scale: multiplies Q Kᵀ; None = 1/√d_k. Pass 1.0 when q is already scaled (`MultiHeadAttention` scales q
+      after its query projection).
 
   Returns:
     out_BxLxNxD. Query rows with no allowed key are zeros.
@@ -97,8 +97,8 @@ def dot_product_attention(
 def _softmax_attention(q, k, v, mask, bias, dropout_rate, dropout_rng, deterministic, dtype, *, heads_first: bool):
   """softmax(q kᵀ + bias) v on pre-scaled q, in [B, L, N, D] layout or (heads_first) [B, N, L, D].
 
-  The heads-first layout is what `MultiHeadAttention` projects into: both products then have their batch
-  dimensions leading, so XLA needs no transposes around them.
+  In the heads-first layout both products have their batch dimensions leading, so XLA needs no transposes around
+  them; `MultiHeadAttention` uses the [B, L, N, D] layout its `nn.Dense` projections give.
   """
   qk, pv = ("bnld,bnsd->bnls", "bnls,bnsd->bnld") if heads_first else ("blnd,bsnd->bnls", "bnls,bsnd->blnd")
   logits_BxNxLxS = jnp.einsum(qk, q, k, preferred_element_type=jnp.float32).astype(jnp.float32)
@@ -130,6 +130,8 @@ class MultiHeadAttention(nn.Module):
     kernel_init, bias_init: initializers of the four projections.
 
   Params: `query`, `key`, `value` ({kernel [H, N*D], bias [N*D]}) and `out` ({kernel [N*D, H], bias [H]}).
+  The four projections are ordinary `nn.Dense` submodules (applied, not read as raw params), so method interception
+  on `nn.Dense` sees them: LoRA (`lora_jax`) targets them by path, e.g. r'.*/attention/(query|value)/kernel'.
   """
 
   num_heads: int
@@ -157,58 +159,41 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f"hidden size {width} is not divisible by num_heads {self.num_heads}")
     head_dim = self.head_dim if self.head_dim is not None else width // self.num_heads
     kv_BxSxH = x_BxLxH if kv_BxSxH is None else kv_BxSxH
-
     inner = self.num_heads * head_dim
 
-    def projection(name: str, in_features: int, features: int) -> tuple[Array, Array]:
-      return _DenseParams(features, self.kernel_init, self.bias_init, self.param_dtype, name=name)(in_features)
+    def dense(name: str, features: int) -> nn.Dense:
+      return nn.Dense(
+        features,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
+        bias_init=self.bias_init,
+        name=name,
+      )
 
-    # 1/√D is folded into the query projection: one [H, N·D] multiply instead of one over every query.
-    scale = 1.0 / math.sqrt(head_dim)
-    q_kernel, q_bias = projection("query", width, inner)
-    k_kernel, k_bias = projection("key", kv_BxSxH.shape[-1], inner)
-    v_kernel, v_bias = projection("value", kv_BxSxH.shape[-1], inner)
-    q_kernel, q_bias = q_kernel * scale, q_bias * scale
+    def split_heads(y_BxSxI: Array) -> Array:
+      return y_BxSxI.reshape(*y_BxSxI.shape[:-1], self.num_heads, head_dim)
 
-    def heads_first(y_BxSxH: Array, kernel_HxI: Array, bias_I: Array) -> Array:
-      kernel_HxNxD = kernel_HxI.reshape(-1, self.num_heads, head_dim).astype(self.dtype)
-      out_BxNxSxD = jnp.einsum("bsh,hnd->bnsd", y_BxSxH.astype(self.dtype), kernel_HxNxD)
-      return out_BxNxSxD + bias_I.reshape(self.num_heads, 1, head_dim).astype(self.dtype)
-
-    q_BxNxLxD = heads_first(x_BxLxH, q_kernel, q_bias)
-    k_BxNxSxD = heads_first(kv_BxSxH, k_kernel, k_bias)
-    v_BxNxSxD = heads_first(kv_BxSxH, v_kernel, v_bias)
+    # 1/√D is applied to q after the query projection (equal to folding it into W_q and b_q).
+    q_BxLxNxD = split_heads(dense("query", inner)(x_BxLxH))
+    q_BxLxNxD = q_BxLxNxD * jnp.asarray(1.0 / math.sqrt(head_dim), q_BxLxNxD.dtype)
+    k_BxSxNxD = split_heads(dense("key", inner)(kv_BxSxH))
+    v_BxSxNxD = split_heads(dense("value", inner)(kv_BxSxH))
 
     dropout_rng = None
     if not deterministic and self.dropout_rate > 0.0:
       dropout_rng = self.make_rng("dropout")
-    ctx_BxNxLxD = _softmax_attention(
-      q_BxNxLxD,
-      k_BxNxSxD,
-      v_BxNxSxD,
+    ctx_BxLxNxD = _softmax_attention(
+      q_BxLxNxD,
+      k_BxSxNxD,
+      v_BxSxNxD,
       mask,
       bias,
       self.dropout_rate,
       dropout_rng,
       deterministic,
       self.dtype,
-      heads_first=True,
+      heads_first=False,
     )
     out_features = width if self.out_features is None else self.out_features
-    o_kernel, o_bias = projection("out", inner, out_features)
-    o_kernel_NxDxH = o_kernel.reshape(self.num_heads, head_dim, out_features).astype(self.dtype)
-    return jnp.einsum("bnld,ndh->blh", ctx_BxNxLxD, o_kernel_NxDxH) + o_bias.astype(self.dtype)
-
-
-class _DenseParams(nn.Module):
-  """The params of an `nn.Dense` (same names, shapes and init), returned instead of applied."""
-
-  features: int
-  kernel_init: Callable
-  bias_init: Callable
-  param_dtype: Dtype
-
-  @nn.compact
-  def __call__(self, in_features: int) -> tuple[Array, Array]:
-    kernel = self.param("kernel", self.kernel_init, (in_features, self.features), self.param_dtype)
-    return kernel, self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+    return dense("out", out_features)(ctx_BxLxNxD.reshape(*ctx_BxLxNxD.shape[:-2], inner))
