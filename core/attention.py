@@ -97,8 +97,8 @@ def dot_product_attention(
 def _softmax_attention(q, k, v, mask, bias, dropout_rate, dropout_rng, deterministic, dtype, *, heads_first: bool):
   """softmax(q kᵀ + bias) v on pre-scaled q, in [B, L, N, D] layout or (heads_first) [B, N, L, D].
 
-  In the heads-first layout both products have their batch dimensions leading, so XLA needs no transposes around
-  them; `MultiHeadAttention` uses the [B, L, N, D] layout its `nn.Dense` projections give.
+  The heads-first layout is what `MultiHeadAttention` uses: both products then have their batch dimensions leading
+  (a [B, L, N, D] <-> [B, N, L, D] swap around its nn.Dense projections measured ~5% faster for a CPU grad step).
   """
   qk, pv = ("bnld,bnsd->bnls", "bnls,bnsd->bnld") if heads_first else ("blnd,bsnd->bnls", "bnls,bsnd->blnd")
   logits_BxNxLxS = jnp.einsum(qk, q, k, preferred_element_type=jnp.float32).astype(jnp.float32)
@@ -171,29 +171,30 @@ class MultiHeadAttention(nn.Module):
         name=name,
       )
 
-    def split_heads(y_BxSxI: Array) -> Array:
-      return y_BxSxI.reshape(*y_BxSxI.shape[:-1], self.num_heads, head_dim)
+    def heads_first(y_BxSxI: Array) -> Array:
+      return y_BxSxI.reshape(*y_BxSxI.shape[:-1], self.num_heads, head_dim).swapaxes(-3, -2)
 
     # 1/√D is applied to q after the query projection (equal to folding it into W_q and b_q).
-    q_BxLxNxD = split_heads(dense("query", inner)(x_BxLxH))
-    q_BxLxNxD = q_BxLxNxD * jnp.asarray(1.0 / math.sqrt(head_dim), q_BxLxNxD.dtype)
-    k_BxSxNxD = split_heads(dense("key", inner)(kv_BxSxH))
-    v_BxSxNxD = split_heads(dense("value", inner)(kv_BxSxH))
+    q_BxNxLxD = heads_first(dense("query", inner)(x_BxLxH))
+    q_BxNxLxD = q_BxNxLxD * jnp.asarray(1.0 / math.sqrt(head_dim), q_BxNxLxD.dtype)
+    k_BxNxSxD = heads_first(dense("key", inner)(kv_BxSxH))
+    v_BxNxSxD = heads_first(dense("value", inner)(kv_BxSxH))
 
     dropout_rng = None
     if not deterministic and self.dropout_rate > 0.0:
       dropout_rng = self.make_rng("dropout")
-    ctx_BxLxNxD = _softmax_attention(
-      q_BxLxNxD,
-      k_BxSxNxD,
-      v_BxSxNxD,
+    ctx_BxNxLxD = _softmax_attention(
+      q_BxNxLxD,
+      k_BxNxSxD,
+      v_BxNxSxD,
       mask,
       bias,
       self.dropout_rate,
       dropout_rng,
       deterministic,
       self.dtype,
-      heads_first=False,
+      heads_first=True,
     )
     out_features = width if self.out_features is None else self.out_features
-    return dense("out", out_features)(ctx_BxLxNxD.reshape(*ctx_BxLxNxD.shape[:-2], inner))
+    ctx_BxLxI = ctx_BxNxLxD.swapaxes(-3, -2).reshape(*x_BxLxH.shape[:-1], inner)
+    return dense("out", out_features)(ctx_BxLxI)
