@@ -45,12 +45,16 @@ class Recipe:
   scale_by(config) -> optax transformation or None: replaces Adam's scaling in `core.optim` (e.g. no bias correction).
   lr_multipliers(config, encoder_config) -> (params -> tree of per-leaf LR factors) or None.
   adapt_task(task, config, prepared) -> Task: the last word on the `core.train.Task` (e.g. freeze the encoder).
+  wrap_model(model, config) -> an object with the Linen `init` / `apply` signatures and the model's attributes: what
+    the loss, the init and the dev predictions call instead of the plain `heads.FinetuneModel` (e.g. the model with
+    LoRA adapters applied by method interception).
   """
 
   validate: Callable[[ml_collections.ConfigDict], None] | None = None
   scale_by: Callable[[ml_collections.ConfigDict], optax.GradientTransformation | None] | None = None
   lr_multipliers: Callable[[ml_collections.ConfigDict, bert_lib.BertConfig], Callable[[Any], Any] | None] | None = None
   adapt_task: Callable[[train_lib.Task, ml_collections.ConfigDict, Prepared], train_lib.Task] | None = None
+  wrap_model: Callable[[heads.FinetuneModel, ml_collections.ConfigDict], Any] | None = None
 
 
 def model_config(config: ml_collections.ConfigDict) -> bert_lib.BertConfig:
@@ -158,7 +162,7 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> TaskData:
     raise config_lib.ConfigError(f"task.name={config.task.name}: {str(e).splitlines()[0]}{hint}") from None
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
+def prepare(config: ml_collections.ConfigDict, workdir: str, recipe: Recipe = Recipe()) -> Prepared:
   """Loads the task and the pretrained encoder, featurizes, and derives total / warmup steps from the data size."""
   base = model_config(config)
   encoder_config, encoder_params, init_dir = base, None, ""
@@ -193,6 +197,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Prepared:
   if not len(train_features):
     raise config_lib.ConfigError(f"task.name={spec.name}: no training example fits task.max_seq_length")
   model = heads.FinetuneModel(encoder_config, spec.task_type, spec.num_labels, config.finetune.head_dropout_rate)
+  if recipe.wrap_model is not None:
+    model = recipe.wrap_model(model, config)
   total = max(1, math.ceil(config.finetune.epochs * len(train_features) / config.train.batch_size))
   warmup = round(config.finetune.warmup_fraction * total)
   predict = evaluate.make_predict_fn(model, config.task.max_answer_length)
@@ -288,6 +294,14 @@ def run_seed(
   return out
 
 
+def parameter_counts(task: train_lib.Task) -> dict[str, int | float]:
+  """All vs trainable parameters of a run (`Task.trainable`), from shapes alone (nothing is initialised)."""
+  params = jax.eval_shape(task.init_params, jax.random.key(0))
+  size = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))  # noqa: E731
+  total, trainable = size(params), size(task.split(params)[0])
+  return {"total": total, "trainable": trainable, "trainable_fraction": trainable / total}
+
+
 def _write_json(path: str, payload: dict[str, Any]) -> None:
   if jax.process_index() != 0:  # every process computes the same numbers; one writes them
     return
@@ -307,7 +321,7 @@ def run_task(config: ml_collections.ConfigDict, workdir: str, recipe: Recipe = R
   """Finetunes `finetune.seeds` seeds of `task.name` from `init_checkpoint`; returns (and writes) results.json."""
   validate(config, recipe)
   config_lib.check_workdir(workdir)
-  prep = prepare(config, workdir)
+  prep = prepare(config, workdir, recipe)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
   per_seed = []
   for i in range(config.finetune.seeds):
@@ -323,6 +337,7 @@ def run_task(config: ml_collections.ConfigDict, workdir: str, recipe: Recipe = R
     "train_examples": len(prep.train_features),
     "dev_examples": len(prep.data.dev),
     "total_steps": prep.total_steps,
+    "parameters": parameter_counts(make_task(config, prep, config.seed, recipe)),
     "seeds": per_seed,
     "scores": scores,
     **summarize(scores),

@@ -1,0 +1,78 @@
+"""The paper's claim at CPU scale: LoRA on Wq, Wv matches full finetuning with <= 1% of the parameters trained.
+
+Hu et al. 2021 (arXiv 2106.09685) Table 2 (RoBERTa on GLUE: LoRA 87.2 vs full 86.4 with 0.3M vs 125M trained) and
+Table 6 (rank r = 1 ... 64 on Wq, Wv all within a few tenths). Here: the bundled MiniLM-L6 (a real BERT-family
+checkpoint) on a generated GLUE-format task with a 2,000-example dev set (configs/lora/cpu.py), per run `seeds`
+seeds: head-only, full finetuning, LoRA q/v at ranks `--ranks`, LoRA on all linear layers. Every run goes through
+the entry point's code (`lora_jax.finetune.run_task`) into WORKDIR/<run>/ (resumable: finished seeds are kept), and
+the table, with each run's trainable fraction, goes to results/<name>.json + .png.
+
+  python -m benchmarks.lora.paper_results --workdir /tmp/lora_runs [--task word_order] [--ranks 1,2,4,8,16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+
+from benchmarks.core import common
+
+NAME = "lora_paper_cpu"
+
+
+def runs(ranks: list[int]) -> list[tuple[str, str]]:
+  """(run name, configs/lora/cpu.py arg) in the order they are worth having: the comparison first, then the sweep."""
+  first = [("full", "method=full"), ("lora_qv_r8", "method=lora,rank=8"), ("head", "method=head")]
+  rest = [("lora_all_r8", "method=lora,targets=all_linear,rank=8")]
+  rest += [(f"lora_qv_r{r}", f"method=lora,rank={r}") for r in ranks if r != 8]
+  return first + rest
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--task", default="word_order")
+  parser.add_argument("--ranks", default="1,2,4,8,16")
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--epochs", type=float, default=3.0)
+  parser.add_argument("--only", default="", help="comma-separated run names (default: all)")
+  parser.add_argument("--name", default=NAME)
+  args = parser.parse_args()
+  from lora_jax import finetune  # pylint: disable=g-import-not-at-top  # (--help without jax)
+
+  get_config = runpy.run_path(os.path.join(os.path.dirname(__file__), "../../configs/lora/cpu.py"))["get_config"]
+  rows = []
+  for name, arg in runs([int(r) for r in args.ranks.split(",") if r]):
+    if args.only and name not in args.only.split(","):
+      continue
+    config = get_config(f"task={args.task},seeds={args.seeds},epochs={args.epochs},{arg}")
+    finetune.validate(config)
+    results = finetune.run_task(config, os.path.join(args.workdir, name))
+    rows.append(dict(run=name, method=config.lora.method, targets=config.lora.targets, rank=config.lora.rank,
+                     lr=config.optimizer.peak_lr, scores=results["scores"], median=results["median"],
+                     mean=results["mean"], std=results["std"], **results["parameters"]))  # fmt: skip
+    print(f"{name:>12}: {results['metric']} mean {results['mean']:.2f} ± {results['std']:.2f} (seeds "
+          f"{', '.join(f'{s:.1f}' for s in results['scores'])}), trainable "
+          f"{100 * results['parameters']['trainable_fraction']:.2f}%", flush=True)  # fmt: skip
+
+  def plot(ax):
+    sweep = sorted((r["rank"], r["mean"], r["std"]) for r in rows if r["run"].startswith("lora_qv"))
+    if sweep:
+      ax.errorbar([s[0] for s in sweep], [s[1] for s in sweep], [s[2] for s in sweep], fmt="o-", label="LoRA q/v")
+    styles = {"full": "k--", "head": "r:", "lora_all_r8": "g-."}
+    for r in rows:
+      if r["run"] in styles:
+        ax.axhline(r["mean"], linestyle=styles[r["run"]][1:], color=styles[r["run"]][0], label=r["run"])
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("LoRA rank r")
+    ax.set_ylabel(f"{args.task} dev score (mean of {args.seeds} seeds)")
+    ax.set_title("MiniLM-L6: LoRA vs full finetuning")
+    ax.legend()
+
+  path = common.write_results(args.name, dict(settings=vars(args), rows=rows), plot)
+  print(f"wrote {path}, {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+  main()

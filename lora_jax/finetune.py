@@ -1,0 +1,147 @@
+"""LoRA finetuning of a pretrained encoder on the shared runner (`core.finetune.runner`): frozen base, trained adapters.
+
+Hu et al. 2021 (arXiv 2106.09685) §4.1–4.2 and §5.1: the pretrained weights W₀ stay frozen; each targeted kernel
+gets a trainable low-rank update ΔW = s·A·B (s = α/r), B = 0 at the start so training starts at the pretrained model;
+only the adapters and the new task head train. Paper GLUE setting (§5.1, Appendix D, Table 9): query and value
+projections, r = 8, α = 16, AdamW, linear schedule with 6% warmup (values: configs/lora/glue.py).
+Patent US 2022/0383126 ("low-rank adaptation"), claim 1: (a) keep the pretrained weight matrix frozen -> the
+`core.train.Task.trainable` split (`adapt_task`); (b) a pair of low-rank matrices per adapted weight -> `lora_jax.init`
+(`LoraModel.init`); (c) output = frozen product + scaled low-rank product -> `lora_jax.apply` (`LoraModel.apply`);
+(d) train only the low-rank matrices -> gradients and optimizer state for `lora/...` (+ the head) only.
+
+`lora.method` picks what trains, for the paper's comparison on one runner:
+  lora      adapters on `lora.targets` + the head (base frozen);
+  head      the head only (base frozen, no adapters: the linear-probe floor);
+  full      every parameter (ordinary finetuning).
+
+  python -m lora_jax.finetune --config=configs/lora/cpu.py:task=word_order --workdir=W
+  python -m lora_jax.finetune --config=configs/lora/glue.py:sst2 --config.init_checkpoint=ROBERTA_DIR --workdir=W
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from core import bert as bert_lib
+from core import config as config_lib
+from core import main as main_lib
+from core.finetune import runner
+from core.train import Task
+import lora_jax
+from lora_jax.spec import LoraSpec
+
+LORA = "lora"  # the top-level params entry holding the adapters
+METHODS = ("lora", "head", "full")
+_KEY = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
+TARGETS = {  # presets over `core.bert` param paths (regexes also accepted)
+  "query_value": r"encoder/layer_\d+/attention/(query|value)/kernel",  # the paper's Wq, Wv (§4.2, Table 5)
+  "attention": r"encoder/layer_\d+/attention/(query|key|value|out)/kernel",
+  "all_linear": r"encoder/layer_\d+/(attention/(query|key|value|out)|intermediate|output)/kernel",  # QLoRA's choice
+}
+
+
+class LoraModel:
+  """A Linen model with LoRA adapters, usable wherever the model's `init` / `apply` are (its code untouched).
+
+  init(rngs, *args) -> {'params': {**base params, 'lora': adapters}}; apply({'params': ...}, *args) splits them and
+  runs `lora_jax.apply`. Other attributes (e.g. `task_type`) are the wrapped model's. LoRA dropout draws from the
+  'dropout' stream (folded), so callers need not know about it.
+  """
+
+  def __init__(self, model: Any, spec: LoraSpec):
+    self.model, self.spec = model, spec
+
+  def __getattr__(self, name: str) -> Any:
+    if name in ("model", "spec"):  # not set yet (e.g. during unpickling): no recursion
+      raise AttributeError(name)
+    return getattr(self.model, name)
+
+  def init(self, rngs: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    variables = dict(self.model.init(rngs, *args, **kwargs))
+    key = rngs["params"] if isinstance(rngs, dict) else rngs
+    params = variables["params"]
+    variables["params"] = {**params, LORA: lora_jax.init(jax.random.fold_in(key, 1), params, self.spec)}
+    return variables
+
+  def apply(self, variables: Any, *args: Any, rngs: Any = None, deterministic: bool = True, **kwargs: Any) -> Any:
+    params = dict(variables["params"])
+    lora_params = params.pop(LORA)
+    if not deterministic and self.spec.dropout > 0:
+      rngs = {**rngs, "lora_dropout": jax.random.fold_in(rngs["dropout"], 1)}
+    return lora_jax.apply(
+      self.model, params, lora_params, self.spec, *args, rngs=rngs, deterministic=deterministic, **kwargs
+    )
+
+
+def make_spec(config: ml_collections.ConfigDict) -> LoraSpec:
+  c = config.lora
+  targets = TARGETS.get(c.targets, c.targets)
+  return LoraSpec(targets, rank=c.rank, alpha=c.alpha, rslora=c.rslora, dropout=c.dropout, init=c.init)
+
+
+def trainable_patterns(config: ml_collections.ConfigDict) -> tuple[str, ...] | None:
+  """Regexes of the params that train (None = all, for `full`)."""
+  extra = tuple(p for p in config.lora.extra_trainable.split(",") if p)
+  if config.lora.method == "full":
+    return None
+  return ((f"{LORA}/.*",) if config.lora.method == "lora" else ()) + ("head/.*",) + extra
+
+
+def validate_recipe(config: ml_collections.ConfigDict) -> None:
+  """LoRA's own fields, one line each, before any data is read."""
+  config_lib.check_choice(config, "lora.method", METHODS)
+  config_lib.check_int(config, "lora.rank", minimum=1)
+  config_lib.check_positive(config, "lora.alpha")
+  config_lib.check_interval(config, "lora.dropout", "[0, 1)")
+  config_lib.check_bool(config, "lora.rslora")
+  config_lib.check_choice(config, "lora.init", ("kaiming", "gaussian"))
+  for name in ("targets", "extra_trainable"):
+    pattern = TARGETS.get(config.lora[name], config.lora[name])
+    for part in pattern.split(",") if name == "extra_trainable" else [pattern]:
+      try:
+        re.compile(part)
+      except re.error as e:
+        raise config_lib.ConfigError(
+          f"lora.{name}: {part!r} is not a regex ({e}); presets: {', '.join(TARGETS)}"
+        ) from None
+  if config.lora.method == "lora":  # the targets must match the encoder's kernels: checked on shapes alone
+    try:
+      spec = make_spec(config)
+      encoder = bert_lib.BertEncoder(bert_lib.from_model_section(config.model).replace(num_layers=1))
+      dummy = jax.ShapeDtypeStruct((1, 8), jnp.int32)
+      jax.eval_shape(lambda k, x: lora_jax.init(k, {"encoder": encoder.init(k, x)["params"]}, spec), _KEY, dummy)
+    except ValueError as e:
+      raise config_lib.ConfigError(f"lora.targets: {str(e).splitlines()[0]}") from None
+
+
+def _wrap_model(model: Any, config: ml_collections.ConfigDict) -> Any:
+  return LoraModel(model, make_spec(config)) if config.lora.method == "lora" else model
+
+
+def _adapt_task(task: Task, config: ml_collections.ConfigDict, prep: runner.Prepared) -> Task:
+  del prep
+  return dataclasses.replace(task, trainable=trainable_patterns(config))
+
+
+RECIPE = runner.Recipe(validate=validate_recipe, wrap_model=_wrap_model, adapt_task=_adapt_task)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  runner.validate(config, RECIPE)
+
+
+def run_task(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Finetunes `finetune.seeds` seeds with `lora.method`; returns (and writes) WORKDIR/results.json (its
+  'parameters' entry: trainable vs all parameters)."""
+  return runner.run_task(config, workdir, RECIPE)
+
+
+if __name__ == "__main__":
+  main_lib.run_main(functools.partial(runner.train_and_evaluate, recipe=RECIPE), validate, "configs/lora/cpu.py")
