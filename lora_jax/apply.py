@@ -2,7 +2,8 @@
 
 LoRA, Hu et al. 2021, arXiv 2106.09685 §4.1 Eq. 3: h = W₀x + ΔWx = W₀x + s·BAx, here y = base(x) + s·((drop(x) @ A) @ B)
 in Flax's x @ W layout; ΔW is never formed. Mixed batches gather each row's (A, B) by adapter id and run one batched
-product (BGMV, as Punica / S-LoRA serve many adapters; peft loops over sub-batches instead).
+product (BGMV, as Punica / S-LoRA serve many adapters; peft loops over sub-batches instead). US 2022/0383126 claim 1,
+step 2 (the first domain model f(x) = W₀x + BAx) and its description (many adapters over one shared base in memory).
 
 How the model is reached: `flax.linen.intercept_methods` wraps every `__call__` of nn.Dense, nn.DenseGeneral,
 nn.Einsum, nn.Conv and nn.Embed, and nn.Embed.attend. An intercepted module whose param path ('/'.join(module.path)

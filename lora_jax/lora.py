@@ -2,7 +2,8 @@
 
 LoRA, Hu et al. 2021, arXiv 2106.09685: §4.1 (ΔW = (α/r)·BA, frozen W₀, zero-initialised factor so ΔW = 0 at step
 0) and §4.2 ("no additional inference latency": W = W₀ + ΔW merged, a task switched by subtracting one ΔW and adding
-another).
+another). US 2022/0383126 claim 1, steps 2-3 (a low-rank factorisation per layer is the trainable parameters, the
+base weights unchanged) and its description (merging BA into W₀ for deployment; many small adapters over one base).
 
 Conventions (this package's, stated once; `lora_jax.apply` follows the same ones):
   * The adapter tree mirrors the params tree down to each adapted leaf, which becomes {'lora_a': A, 'lora_b': B}:
@@ -94,7 +95,8 @@ def _path_key(key: Array, path: str) -> Array:
 
 
 def init(key: Array, params: Any, spec: LoraSpec) -> dict[str, Any]:
-  """Adapters {'lora_a': A, 'lora_b': B} for every kernel/embedding the spec's targets match (Hu et al. §4.1).
+  """Adapters {'lora_a': A, 'lora_b': B} for every kernel/embedding the spec's targets match (Hu et al. §4.1; US
+  2022/0383126 claim 1, step 2).
 
   A is kaiming-uniform (or Gaussian) and B zero, so the adapted model starts equal to the base; embeddings reversed
   (A zero, B ~ N(0, 1)). See the module docstring for shapes. One-line ValueError if nothing matches (with a few
@@ -190,7 +192,7 @@ def _same_layout(lora_params_list: Sequence[Any], what: str, *, same_rank: bool)
   for i, flat in enumerate(flats[1:], 1):
     if set(flat) != set(flats[0]):
       diff = sorted(set(flat) ^ set(flats[0]))
-      raise ValueError(f"{what}: adapter {i} targets differ from adapter 0 (e.g. {diff[0]}); adapters must share targets")
+      raise ValueError(f"{what}: adapter {i} targets differ from adapter 0 (e.g. {diff[0]}); they must share targets")
     for path, (a, b) in flat.items():
       a0, b0 = flats[0][path]
       if same_rank and (a.shape, b.shape) != (a0.shape, b0.shape):

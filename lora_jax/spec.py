@@ -1,7 +1,8 @@
 """`LoraSpec`: which kernels get a low-rank update, with which rank, scaling, dropout and initialisation.
 
 LoRA, Hu et al. 2021, arXiv 2106.09685 §4.1: h = W₀x + ΔWx with ΔW = (α/r)·BA, r ≪ min(d, k); rsLoRA (Kalajdzievski
-2023) scales by α/√r instead. Targets are regexes that must fully match a parameter path as `core.tree` names it
+2023) scales by α/√r instead. US 2022/0383126 claim 1, step 2 (the layers whose weight matrix W₀ gets a low-rank
+factorisation BA, r ≪ d). Targets are regexes that must fully match a parameter path as `core.tree` names it
 ('layer_0/attention/query/kernel'); only `kernel` (Dense, DenseGeneral, Einsum, Conv) and `embedding` (Embed) leaves
 of two or more axes are candidates, so a pattern that also matches a bias adapts only the kernel.
 

@@ -344,3 +344,18 @@ def test_combine_equals_weighted_sum_of_deltas_and_naive_scaling_does_not(encode
   assert not np.allclose(got[path], pos[0] * d[0][path] + pos[1] * d[1][path], atol=1e-3)
   with pytest.raises(ValueError, match="2 weights for 1 adapters"):
     lora_jax.combine(w, same[:1])
+
+
+def test_a_model_that_applies_no_interceptable_module_is_an_error():
+  class RawKernel(nn.Module):  # multiplies by a raw param: interception on nn.Dense cannot see it
+
+    @nn.compact
+    def __call__(self, x):
+      return x @ self.param("kernel", nn.initializers.ones, (4, 3))
+
+  model, x = RawKernel(), jnp.ones((2, 4))
+  params = {"kernel": jnp.ones((4, 3))}
+  spec = LoraSpec(r"kernel", rank=1)
+  with pytest.raises(ValueError, match="no adapted module was called") as e:
+    lora_jax.apply(model, params, lora_jax.init(jax.random.key(0), params, spec), spec, x)
+  assert "\n" not in str(e.value)
