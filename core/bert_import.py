@@ -106,6 +106,12 @@ def _name_map(config: BertConfig, with_mlm_head: bool) -> dict[tuple[str, ...], 
   return names
 
 
+def hf_tensor_names(config: BertConfig) -> dict[str, tuple[str, bool]]:
+  """'/'-joined `BertEncoder` param path -> (HF tensor name, stored transposed?): e.g. 'layer_0/attention/query/kernel'
+  -> ('encoder.layer.0.attention.self.query.weight', True). What adapter formats (peft) name modules by."""
+  return {"/".join(path): value for path, value in _name_map(config, with_mlm_head=False).items()}
+
+
 def _resolve(path: Any) -> tuple[Path, Path]:
   path = Path(path)
   weights = path / "model.safetensors" if path.is_dir() else path
