@@ -229,6 +229,8 @@ def apply_mixed(model: nn.Module, params: Any, stacked: Any, adapter_ids_B: Arra
   if ids_B.ndim != 1 or not jnp.issubdtype(ids_B.dtype, jnp.integer):
     raise ValueError(f"lora_jax.apply_mixed: adapter_ids_B must be a 1-d int array, got {ids_B.dtype}{ids_B.shape}")
   pairs = lora_lib.adapters(stacked)
+  if any(a.ndim != 3 or b.ndim != 3 for a, b in pairs.values()):
+    raise ValueError("lora_jax.apply_mixed: expects adapters stacked by lora_jax.stack (A [K, I, r], B [K, r, O])")
   num = next(iter(pairs.values()))[0].shape[0] if pairs else 0
   if not isinstance(adapter_ids_B, jax.core.Tracer):
     ids_np = np.asarray(adapter_ids_B)

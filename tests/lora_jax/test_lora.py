@@ -300,6 +300,8 @@ def test_mixed_batch_rows_equal_single_adapter_runs(zoo):
     np.testing.assert_allclose(got[2::3], want1, atol=1e-5, rtol=1e-5)
   with pytest.raises(ValueError, match=r"adapter ids must be in \[-1, 2\)"):
     lora_jax.apply_mixed(model, params, stacked, jnp.asarray([0, 2, 0, 0, 0, 0]), spec, *args)
+  with pytest.raises(ValueError, match="stacked by lora_jax.stack"):
+    lora_jax.apply_mixed(model, params, lps[0], ids_B, spec, *args)
 
 
 def test_stack_needs_shared_targets_and_ranks():
