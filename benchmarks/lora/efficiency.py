@@ -1,0 +1,180 @@
+"""LoRA's efficiency claims measured in one run: parameters, optimizer state, step time, latency, serving, storage.
+
+Hu et al. 2021 (arXiv 2106.09685) §4.2 and Table 1: trainable parameters and optimizer state shrink by the same
+factor, training is faster (no gradients for the frozen weights), a merged adapter adds no inference latency, many
+adapters share one base (S-LoRA / Punica serve a batch that mixes adapters; peft loops over them, peft #903 #2283).
+Model: a BERT-family classifier of the bundled MiniLM-L6's shape (6 x 384, random init: timing does not depend on the
+weights), LoRA r = 8 on query/value + the head trained, fp32, batch `--batch` x `--length` tokens.
+
+  python -m benchmarks.lora.efficiency [--batch 32] [--length 128] [--adapters 8]
+
+Goals (issue 13): trainable-parameter ratio = optimizer-state bytes ratio <= 1%; LoRA step / full step <= 0.7;
+merged / base latency 1.00 +- 0.05; mixed batch of 8 adapters vs one merged adapter >= 0.7x throughput and vs a
+loop over adapters (one sub-batch each, as peft) >= 2x; adapter switch <= 20 ms without recompiling; checkpoint
+bytes: adapter directory vs the full model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+import lora_jax
+from benchmarks.core import common
+from core import bert as bert_lib
+from core.finetune import heads
+from lora_jax import checkpoint
+from lora_jax.registry import Registry
+
+NAME = "lora_efficiency"
+TARGETS = r"encoder/layer_\d+/attention/(query|value)/kernel"
+
+
+def _bytes(tree) -> int:
+  return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, "dtype")))
+
+
+def _median_ms(fn, repeats) -> float:
+  return 1e3 * float(np.median(common.time_fn(fn, warmup=2, repeats=repeats)))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--length", type=int, default=128)
+  parser.add_argument("--adapters", type=int, default=8)
+  parser.add_argument("--rank", type=int, default=8)
+  parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--name", default=NAME)
+  args = parser.parse_args()
+  if args.batch % args.adapters:
+    parser.error(f"--batch {args.batch} must be a multiple of --adapters {args.adapters}")
+
+  config = bert_lib.BertConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536)
+  model = heads.FinetuneModel(config, "classification", 2, head_dropout_rate=0.0)
+  rng = np.random.default_rng(0)
+  ids = jnp.asarray(rng.integers(1000, 30000, (args.batch, args.length)), jnp.int32)
+  types, mask = jnp.zeros_like(ids), jnp.ones_like(ids)
+  labels = jnp.asarray(rng.integers(0, 2, (args.batch,)), jnp.int32)
+  params = jax.jit(model.init)(jax.random.key(0), ids[:1], types[:1], mask[:1])["params"]
+  spec = lora_jax.LoraSpec(TARGETS, rank=args.rank, alpha=2.0 * args.rank)
+  lora = lora_jax.init(jax.random.key(1), params, spec)
+  lora = jax.tree.map(lambda x: x + 0.01, lora)  # non-zero B: a trained adapter
+  rows = {}
+
+  # 1. Parameters and optimizer state (AdamW: two moments per trainable leaf).
+  tx = optax.adamw(1e-4, weight_decay=0.01)
+  trainable_lora = {"lora": lora, "head": params["head"]}
+  full_state, lora_state = jax.eval_shape(tx.init, params), jax.eval_shape(tx.init, trainable_lora)
+  n_total = sum(x.size for x in jax.tree.leaves(params))
+  n_lora = sum(x.size for x in jax.tree.leaves(trainable_lora))
+  rows["trainable_param_ratio"] = n_lora / n_total
+  rows["optimizer_bytes_ratio"] = _bytes(lora_state) / _bytes(full_state)
+
+  # 2. Training step: full finetuning vs LoRA (grads and AdamW for adapters + head only).
+  def loss_full(p):
+    return heads.classification_loss(model.apply({"params": p}, ids, types, mask), labels)[0]
+
+  def loss_lora(t, base):
+    logits = lora_jax.apply(model, {**base, "head": t["head"]}, t["lora"], spec, ids, types, mask)
+    return heads.classification_loss(logits, labels)[0]
+
+  @jax.jit
+  def step_full(p, s):
+    g = jax.grad(loss_full)(p)
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  @jax.jit
+  def step_lora(t, s, base):
+    g = jax.grad(loss_lora)(t, base)
+    u, s = tx.update(g, s, t)
+    return optax.apply_updates(t, u), s
+
+  frozen = {"encoder": params["encoder"]}
+  state_full, state_lora = tx.init(params), tx.init(trainable_lora)
+  rows["step_full_ms"] = _median_ms(lambda: step_full(params, state_full), args.repeats)
+  rows["step_lora_ms"] = _median_ms(lambda: step_lora(trainable_lora, state_lora, frozen), args.repeats)
+  rows["step_ratio"] = rows["step_lora_ms"] / rows["step_full_ms"]
+
+  # 3. Inference: base vs merged adapter (same program shape) vs factored adapter.
+  forward = jax.jit(lambda p: model.apply({"params": p}, ids, types, mask))
+  merged = lora_jax.merge(params, lora, spec)
+  rows["base_ms"] = _median_ms(lambda: forward(params), args.repeats)
+  rows["merged_ms"] = _median_ms(lambda: forward(merged), args.repeats)
+  rows["base_ms_again"] = _median_ms(lambda: forward(params), args.repeats)  # interleaved: drift shows here
+  rows["merged_over_base"] = rows["merged_ms"] / np.mean([rows["base_ms"], rows["base_ms_again"]])
+
+  # 4. Serving many adapters: mixed batch vs one merged adapter vs a loop over adapters (one sub-batch each).
+  registry = Registry(model, params, spec)
+  adapters = [jax.tree.map(lambda x, k=k: x * (1.0 + 0.1 * k), lora) for k in range(args.adapters)]
+  for k, a in enumerate(adapters):
+    registry.add(f"task{k}", a)
+  names = [f"task{b % args.adapters}" for b in range(args.batch)]  # every adapter in every batch
+  rows["mixed_ms"] = _median_ms(lambda: registry.mixed(names, ids, types, mask), args.repeats)
+  per = args.batch // args.adapters
+  order = np.argsort([b % args.adapters for b in range(args.batch)], kind="stable")
+  sub = [(ids[order[k * per:(k + 1) * per]], types[:per], mask[:per]) for k in range(args.adapters)]
+
+  def loop():
+    return [registry(f"task{k}", *sub[k]) for k in range(args.adapters)]
+
+  rows["loop_ms"] = _median_ms(loop, args.repeats)
+  rows["mixed_throughput_vs_merged"] = rows["merged_ms"] / rows["mixed_ms"]
+  rows["mixed_speedup_vs_loop"] = rows["loop_ms"] / rows["mixed_ms"]
+
+  # 5. Switching: the registry's forward with a different adapter each call vs the same adapter each call.
+  one = jax.tree.map(lambda x: x[:1], (ids, types, mask))
+  same = _median_ms(lambda: registry("task0", *one), args.repeats)
+  programs = registry.compiled_programs()
+  cycle = iter(range(10**9))
+  switching = _median_ms(lambda: registry(f"task{next(cycle) % args.adapters}", *one), args.repeats)
+  rows["switch_ms"] = max(0.0, switching - same)
+  rows["recompiles_while_switching"] = registry.compiled_programs() - programs
+  merge_switch = jax.jit(lambda p, old, new: lora_jax.merge(lora_jax.unmerge(p, old, spec), new, spec))
+  rows["unmerge_merge_switch_ms"] = _median_ms(lambda: merge_switch(merged, adapters[0], adapters[1]), args.repeats)
+
+  # 6. Storage: adapter directory (adapters + head) vs the full model in orbax.
+  with tempfile.TemporaryDirectory() as tmp:
+    rows["adapter_bytes"] = checkpoint.save(Path(tmp) / "adapter", lora, spec, extra=params["head"])
+    with ocp.StandardCheckpointer() as ckpt:
+      ckpt.save(Path(tmp) / "full", params)
+    rows["full_model_bytes"] = sum(f.stat().st_size for f in (Path(tmp) / "full").rglob("*") if f.is_file())
+  rows["checkpoint_bytes_ratio"] = rows["adapter_bytes"] / rows["full_model_bytes"]
+  rows["lora_params"], rows["total_params"] = lora_jax.count(lora), int(n_total)
+
+  goals = {
+    "trainable_param_ratio": "<= 0.01", "optimizer_bytes_ratio": "<= 0.01 and = trainable ratio",
+    "step_ratio": "<= 0.7", "merged_over_base": "1.00 +- 0.05", "mixed_throughput_vs_merged": ">= 0.7",
+    "mixed_speedup_vs_loop": ">= 2", "switch_ms": "<= 20, no recompile", "checkpoint_bytes_ratio": "-",
+  }  # fmt: skip
+  print(f"MiniLM-shape classifier (6 x 384), batch {args.batch} x {args.length}, LoRA q/v r={args.rank}, fp32, "
+        f"{jax.devices()[0].platform}")  # fmt: skip
+  for key, goal in goals.items():
+    print(f"  {key:>28}: {rows[key]:.4g}   (goal {goal})")
+  for key in ("step_full_ms", "step_lora_ms", "base_ms", "merged_ms", "mixed_ms", "loop_ms", "unmerge_merge_switch_ms",
+              "recompiles_while_switching", "adapter_bytes", "full_model_bytes"):  # fmt: skip
+    print(f"  {key:>28}: {rows[key]:.4g}")
+
+  def plot(ax):
+    keys = ["trainable_param_ratio", "optimizer_bytes_ratio", "step_ratio", "merged_over_base",
+            "mixed_throughput_vs_merged", "mixed_speedup_vs_loop", "checkpoint_bytes_ratio"]  # fmt: skip
+    ax.barh(range(len(keys)), [rows[k] for k in keys])
+    ax.set_yticks(range(len(keys)), keys, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("ratio (log scale)")
+    ax.set_title(f"LoRA efficiency, MiniLM shape, batch {args.batch}x{args.length}")
+
+  path = common.write_results(args.name, dict(settings=vars(args), rows=rows, goals=goals), plot)
+  print(f"wrote {path}, {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+  main()
