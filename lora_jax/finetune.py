@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -35,6 +37,7 @@ from core import main as main_lib
 from core.finetune import runner
 from core.train import Task
 import lora_jax
+from lora_jax import checkpoint as checkpoint_lib
 from lora_jax.spec import LoraSpec
 
 LORA = "lora"  # the top-level params entry holding the adapters
@@ -125,9 +128,36 @@ def _wrap_model(model: Any, config: ml_collections.ConfigDict) -> Any:
   return LoraModel(model, make_spec(config)) if config.lora.method == "lora" else model
 
 
+def adapter_dir(seed_workdir: str | os.PathLike, step: int) -> Path:
+  """Where a LoRA run's adapter-only export of `step` goes: SEED_WORKDIR/adapter/step_<N>/."""
+  return Path(seed_workdir) / "adapter" / f"step_{step}"
+
+
+def latest_adapter(seed_workdir: str | os.PathLike) -> Path:
+  steps = sorted(int(p.name.removeprefix("step_")) for p in (Path(seed_workdir) / "adapter").glob("step_*"))
+  if not steps:
+    raise FileNotFoundError(f"no adapter export under {Path(seed_workdir) / 'adapter'} (a finished lora run has one)")
+  return adapter_dir(seed_workdir, steps[-1])
+
+
+def _export_adapter(config: ml_collections.ConfigDict):
+  """Task.export_fn: after each checkpoint, the adapters + head alone (`lora_jax.checkpoint.save`, §4.2: what a task
+  costs to store), beside the run's own checkpoint; the base is named by `init_checkpoint`."""
+  spec = make_spec(config)
+
+  def export(params: Any, step: int, workdir: str) -> None:
+    directory = adapter_dir(workdir, step)
+    if directory.exists():  # a resumed run re-saving a step it had exported: keep the first
+      return
+    checkpoint_lib.save(directory, params[LORA], spec, extra={"head": params["head"]}, base=config.init_checkpoint)
+
+  return export
+
+
 def _adapt_task(task: Task, config: ml_collections.ConfigDict, prep: runner.Prepared) -> Task:
   del prep
-  return dataclasses.replace(task, trainable=trainable_patterns(config))
+  export = _export_adapter(config) if config.lora.method == "lora" else task.export_fn
+  return dataclasses.replace(task, trainable=trainable_patterns(config), export_fn=export)
 
 
 RECIPE = runner.Recipe(validate=validate_recipe, wrap_model=_wrap_model, adapt_task=_adapt_task)

@@ -14,6 +14,7 @@ import lora_jax
 from core import config as config_lib
 from core import train as train_lib
 from core.finetune import runner
+from lora_jax import checkpoint as lora_checkpoint
 from lora_jax import finetune
 from tests.helpers import REPO, load_config, run_module
 
@@ -56,6 +57,11 @@ def test_lora_trains_only_adapters_and_head_and_the_adapters_merge(tmp_path):
   factored = prep.model.apply({"params": result.params}, ids, types, mask)
   plain = prep.model.model.apply({"params": {**merged, "head": result.state.params["head"]}}, ids, types, mask)
   np.testing.assert_allclose(plain, factored, atol=1e-5)
+  # The adapter-only export beside the checkpoint: adapters + head, restorable onto the base.
+  exported, spec_back, extra, meta = lora_checkpoint.load(finetune.latest_adapter(tmp_path / "seed_0"))
+  assert spec_back == spec and meta["adapter_params"] == lora_jax.count(result.state.params["lora"])
+  jax.tree.map(np.testing.assert_array_equal, exported, jax.device_get(result.state.params["lora"]))
+  jax.tree.map(np.testing.assert_array_equal, extra["head"], jax.device_get(result.state.params["head"]))
   counts = runner.parameter_counts(task)
   assert counts["trainable"] == n_trainable and counts["trainable_fraction"] < 0.2
 
