@@ -4,10 +4,11 @@ Hu et al. 2021 (arXiv 2106.09685) §4.1–4.2 and §5.1: the pretrained weights 
 gets a trainable low-rank update ΔW = s·A·B (s = α/r), B = 0 at the start so training starts at the pretrained model;
 only the adapters and the new task head train. Paper GLUE setting (§5.1, Appendix D, Table 9): query and value
 projections, r = 8, α = 16, AdamW, linear schedule with 6% warmup (values: configs/lora/glue.py).
-Patent US 2022/0383126 ("low-rank adaptation"), claim 1: (a) keep the pretrained weight matrix frozen -> the
-`core.train.Task.trainable` split (`adapt_task`); (b) a pair of low-rank matrices per adapted weight -> `lora_jax.init`
-(`LoraModel.init`); (c) output = frozen product + scaled low-rank product -> `lora_jax.apply` (`LoraModel.apply`);
-(d) train only the low-rank matrices -> gradients and optimizer state for `lora/...` (+ the head) only.
+Patent US 2022/0383126, claim 1: (1) obtain each targeted layer's base weight W₀ -> the pretrained encoder
+(`core.pretrained.load_encoder` via the runner) and the spec's targets; (2) add a trainable low-rank factorisation,
+f(x) = W₀x + BAx -> `LoraModel.init` (`lora_jax.init`) and `LoraModel.apply` (`lora_jax.apply`); (3) train on the
+domain data without changing W₀ -> `Task.trainable` (`_adapt_task`): gradients and optimizer state for 'lora/...' and
+the head only, the base a frozen jit argument (tests/lora_jax/test_finetune.py checks it is bitwise unchanged).
 
 `lora.method` picks what trains, for the paper's comparison on one runner:
   lora      adapters on `lora.targets` + the head (base frozen);
