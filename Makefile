@@ -31,11 +31,12 @@ test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Set up and run the main jobs on the bundled data: MiniLM semantic search; tiny ELECTRA pretrain + finetune;
-## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table.
+## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table; two LoRA adapters on MiniLM served mixed.
 demo: data
 	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
-	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo
+	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo --tasks=negation,wordnet_pos
 	$(PY) -m reformer_jax.demo --workdir=workdirs/reformer_demo
+	$(PY) -m lora_jax.demo --workdir=workdirs/lora_demo
 
 ## Benchmarks: print ratios, write results/*.json + .png.
 bench: data $(BENCH_STAMP)
@@ -46,6 +47,7 @@ bench: data $(BENCH_STAMP)
 	$(PY) -m benchmarks.electra.compute_matched
 	$(PY) -m benchmarks.reformer.attention_scaling
 	$(PY) -m benchmarks.reformer.memory_vs_depth
+	$(PY) -m benchmarks.lora.efficiency
 
 clean-venv:
 	rm -rf $(VENV)

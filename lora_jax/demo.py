@@ -8,7 +8,7 @@ and runs a dev batch whose rows alternate between the tasks in one jitted call (
 encoder output goes through its task's head. Prints each task's dev score, the adapter size against the base, and
 the mixed batch's agreement with one-adapter-at-a-time runs.
 
-  python -m lora_jax.demo --workdir=workdirs/lora_demo [--train_size 640] [--epochs 2]
+  python -m lora_jax.demo --workdir=workdirs/lora_demo [--train_size 1500] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from lora_jax.registry import Registry
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("workdir", "workdirs/lora_demo", "Where the two finetuning runs go (resumed).")
 flags.DEFINE_string("tasks", "negation,word_order", "Two (or more) binary classification tasks, one adapter each.")
-flags.DEFINE_integer("train_size", 640, "Training examples per task.")
+flags.DEFINE_integer("train_size", 1500, "Training examples per task.")
 flags.DEFINE_float("epochs", 2.0, "Epochs per task.")
 flags.DEFINE_integer("rows", 32, "Rows of the mixed serving batch.")
+flags.DEFINE_bool("tiny", False, "A tiny random-init encoder instead of MiniLM (the end-to-end test's setting).")
 FLAGS = flags.FLAGS
 
 
@@ -45,6 +46,14 @@ def _encoder_spec(spec: lora_jax.LoraSpec) -> lora_jax.LoraSpec:
   return lora_jax.LoraSpec(targets, rank=spec.rank, alpha=spec.alpha, rslora=spec.rslora)
 
 
+def adapters_base(prep: runner.Prepared, config) -> dict:
+  """The frozen random-init encoder of a run without init_checkpoint (what `core.train` rebuilt from the seed)."""
+  from core import train as train_lib  # pylint: disable=g-import-not-at-top
+
+  task = runner.make_task(runner.seed_config(config, prep, config.seed), prep, config.seed, finetune.RECIPE)
+  return jax.jit(train_lib.init_frozen(task, config.seed))(task.initial_params)["encoder"]
+
+
 def main(_) -> None:
   tasks = FLAGS.tasks.split(",")
   adapters, dev, prep = {}, {}, None
@@ -53,6 +62,9 @@ def main(_) -> None:
   for task in tasks:
     config = load_config_file(os.path.join(_REPO, "configs/lora/cpu.py"), f"task={task},seeds=1,epochs={FLAGS.epochs}")
     config.task.train_size, config.task.dev_size, config.train.progress = FLAGS.train_size, 0, False
+    if FLAGS.tiny:
+      config.init_checkpoint, config.task.max_seq_length, config.task.dev_size = "", 16, FLAGS.rows
+      config.model.update(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_position_embeddings=32)
     finetune.validate(config)
     workdir = os.path.join(FLAGS.workdir, task)
     results = finetune.run_task(config, workdir)
@@ -64,7 +76,10 @@ def main(_) -> None:
           f"{results['parameters']['trainable_fraction']:.2%} of {results['parameters']['total'] / 1e6:.1f}M params")
 
   # One base, one registry; each row of the batch names its task's adapter.
-  _, base = pretrained.load_encoder(runner.init_path(config))
+  if config.init_checkpoint:
+    _, base = pretrained.load_encoder(runner.init_path(config))
+  else:  # random init: the encoder every run started from (frozen, so still the same)
+    base = adapters_base(prep, config)
   encoder = bert_lib.BertEncoder(prep.encoder_config)
   registry = Registry(encoder, base, _encoder_spec(spec))
   for task, (lora, _) in adapters.items():
