@@ -3,6 +3,16 @@
 Reads the weights of a pretrained BERT (Devlin et al. 2018, §3) or ELECTRA discriminator body with
 `safetensors.numpy.load_file` - no torch needed. torch Linear weights are stored [out, in] (y = x Wᵀ + b) and are
 transposed to flax's [in, out] kernels; embedding tables are copied as they are.
+
+RoBERTa family (Liu et al. 2019, RoBERTa, arXiv 1907.11692 §4; model_type 'roberta', 'xlm-roberta', 'camembert',
+tensor prefix 'roberta.'): the same encoder as BERT, with type_vocab_size 1 and layer_norm_eps 1e-5 read from
+config.json, and learned positions offset by padding_idx + 1. HF computes the position of token i as
+cumsum(input_ids != pad)_i + padding_idx, so in a right-padded row real token i reads row i + padding_idx + 1 (= i + 2
+for the usual pad id 1) and padding reads row padding_idx. The import drops the first padding_idx + 1 rows of
+`position_embeddings` (514 -> 512 for roberta-base; padding_idx = config.json's `pad_token_id`, default 1), so the
+plain 0..L-1 positions of `core.bert` equal HF's for every real token of a right-padded batch (left padding or a pad
+id inside a row would shift HF's positions; padded positions differ but are masked out as keys). The MLM head
+(`lm_head.*`) is not imported; `save_hf_bert` writes BERT names only.
 """
 
 from __future__ import annotations
@@ -19,19 +29,38 @@ from flax import traverse_util
 from core import tree as tree_lib
 from core.bert import BertConfig, BertEncoder, BertForMlm
 
-# Model types whose weights follow the BERT layout exactly (RoBERTa offsets positions by padding_idx + 1, so no).
-_SUPPORTED_MODEL_TYPES = (None, "bert", "electra")
-_BASE_PREFIXES = ("bert.", "electra.")
+# Model types whose weights follow the BERT layout exactly, and the RoBERTa family (positions offset by pad + 1).
+_BERT_MODEL_TYPES = (None, "bert", "electra")
+_ROBERTA_MODEL_TYPES = ("roberta", "xlm-roberta", "camembert")
+_SUPPORTED_MODEL_TYPES = _BERT_MODEL_TYPES + _ROBERTA_MODEL_TYPES
+_BASE_PREFIXES = ("bert.", "electra.", "roberta.")
 # Top-level names of the base model; an unused tensor under one of these means config and weights disagree.
 _BASE_NAMESPACES = ("embeddings.", "encoder.", "embeddings_project.")
-_IGNORED = ("embeddings.position_ids",)
+_IGNORED = ("embeddings.position_ids", "embeddings.token_type_ids")
+_POSITIONS = "embeddings.position_embeddings.weight"
+
+
+def position_offset(hf: dict[str, Any]) -> int:
+  """Rows of HF's `position_embeddings` before the row of position 0: padding_idx + 1 for the RoBERTa family (HF's
+  position of real token i is cumsum(non-pad)_i + padding_idx, Liu et al. 2019 as released), 0 for BERT/ELECTRA."""
+  if hf.get("model_type") not in _ROBERTA_MODEL_TYPES:
+    return 0
+  pad = hf.get("pad_token_id", 1)
+  if pad is None:
+    pad = 1
+  if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+    raise ValueError(f"config.json: pad_token_id must be an int >= 0 for model_type {hf['model_type']!r}, got {pad!r}")
+  return pad + 1
 
 
 def config_from_hf(hf: dict[str, Any], dtype: str = "float32") -> BertConfig:
-  """Maps a HuggingFace BertConfig/ElectraConfig dict to `BertConfig`; one-line ValueError if unsupported."""
+  """Maps a HuggingFace Bert/Electra/RobertaConfig dict to `BertConfig`; one-line ValueError if unsupported.
+
+  For the RoBERTa family max_position_embeddings is the usable count, HF's minus `position_offset` (514 -> 512)."""
   model_type = hf.get("model_type")
   if model_type not in _SUPPORTED_MODEL_TYPES:
-    raise ValueError(f"unsupported model_type {model_type!r}; supported: bert, electra")
+    supported = ", ".join(t for t in _SUPPORTED_MODEL_TYPES if t)
+    raise ValueError(f"unsupported model_type {model_type!r}; supported: {supported}")
   if hf.get("hidden_act", "gelu") != "gelu":
     raise ValueError(f"unsupported hidden_act {hf.get('hidden_act')!r}; only exact (erf) 'gelu' is implemented")
   if hf.get("position_embedding_type", "absolute") != "absolute":
@@ -55,6 +84,12 @@ def config_from_hf(hf: dict[str, Any], dtype: str = "float32") -> BertConfig:
   embedding_size = hf.get("embedding_size")
   if embedding_size == hf["hidden_size"]:
     embedding_size = None
+  offset = position_offset(hf)
+  if int(hf["max_position_embeddings"]) < offset + 1:
+    raise ValueError(
+      f"{model_type} max_position_embeddings {hf['max_position_embeddings']} leaves no position after the "
+      f"padding_idx + 1 = {offset} offset rows (need >= {offset + 1})"
+    )
   return BertConfig(
     vocab_size=int(hf["vocab_size"]),
     hidden_size=int(hf["hidden_size"]),
@@ -62,7 +97,7 @@ def config_from_hf(hf: dict[str, Any], dtype: str = "float32") -> BertConfig:
     num_heads=int(hf["num_attention_heads"]),
     intermediate_size=int(hf["intermediate_size"]),
     embedding_size=None if embedding_size is None else int(embedding_size),
-    max_position_embeddings=int(hf["max_position_embeddings"]),
+    max_position_embeddings=int(hf["max_position_embeddings"]) - offset,
     type_vocab_size=int(hf["type_vocab_size"]),
     hidden_dropout_rate=float(hf.get("hidden_dropout_prob", 0.1)),
     attention_dropout_rate=float(hf.get("attention_probs_dropout_prob", 0.1)),
@@ -140,10 +175,12 @@ def _lookup(tensors: dict[str, np.ndarray], prefix: str, name: str) -> str | Non
 def load_hf_bert(path: Any, *, dtype: str = "float32", with_mlm_head: bool = False) -> tuple[BertConfig, dict]:
   """Loads `model.safetensors` + `config.json` (a directory, or the .safetensors file) into `BertEncoder` params.
 
-  Accepts the HF names of BertModel / BertForMaskedLM / ElectraModel (optional 'bert.' or 'electra.' prefix);
-  ignores the pooler, task heads and the position_ids buffer. With `with_mlm_head=True` the result is the
-  `BertForMlm` tree {'encoder', 'mlm_head'} read from `cls.predictions.*` (ValueError if the checkpoint has no
-  MLM head, e.g. all-MiniLM-L6-v2). Params are float32; `dtype` sets the config's compute dtype.
+  Accepts the HF names of BertModel / BertForMaskedLM / ElectraModel / RobertaModel (optional 'bert.', 'electra.'
+  or 'roberta.' prefix); ignores the pooler, task heads and the position_ids buffer. RoBERTa-family position tables
+  lose their first padding_idx + 1 rows (module docstring); their MLM head (`lm_head.*`) is not read. With
+  `with_mlm_head=True` the result is the `BertForMlm` tree {'encoder', 'mlm_head'} read from `cls.predictions.*`
+  (ValueError if the checkpoint has no MLM head, e.g. all-MiniLM-L6-v2; or for the RoBERTa family). Params are
+  float32; `dtype` sets the config's compute dtype.
 
   Raises one-line FileNotFoundError (missing file) or ValueError (unsupported config, missing tensors, a tensor
   whose shape disagrees with config.json, unexpected base-model tensors, an untied MLM decoder).
@@ -156,8 +193,21 @@ def load_hf_bert(path: Any, *, dtype: str = "float32", with_mlm_head: bool = Fal
   except json.JSONDecodeError as e:
     raise ValueError(f"{config_path}: invalid JSON ({e.msg} at line {e.lineno})") from None
   config = config_from_hf(hf_config, dtype=dtype)
+  offset = position_offset(hf_config)
+  if offset and with_mlm_head:
+    raise ValueError(f"{weights_path.name}: with_mlm_head is not supported for model_type {hf_config['model_type']!r}")
   tensors = load_file(str(weights_path))
   prefix = next((p for p in _BASE_PREFIXES if any(k.startswith(p) for k in tensors)), "")
+  positions_key = _lookup(tensors, prefix, _POSITIONS)
+  if offset and positions_key is not None:
+    table = tensors[positions_key]
+    rows = int(hf_config["max_position_embeddings"])
+    if table.ndim != 2 or table.shape[0] != rows:
+      raise ValueError(
+        f"{weights_path.name}: tensor {positions_key} has shape {tuple(table.shape)}, expected {rows} rows "
+        f"from config.json (padding_idx + 1 = {offset} offset rows + {config.max_position_embeddings} positions)"
+      )
+    tensors[positions_key] = table[offset:]
 
   model = BertForMlm(config) if with_mlm_head else BertEncoder(config)
   ids_1x1 = jnp.zeros((1, 1), jnp.int32)
