@@ -1,12 +1,15 @@
-"""Tokenizers: BERT WordPiece (HF `tokenizers` backend, matches BERT's reference tokenizer) and bytes."""
+"""Tokenizers: BERT WordPiece (HF `tokenizers` backend, matches BERT's reference tokenizer), RoBERTa's byte-level
+BPE (vocab.json + merges.txt or tokenizer.json) and bytes."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN, MASK_TOKEN)
@@ -131,6 +134,181 @@ class WordPieceTokenizer:
 
   def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
     """Whole documents as int32 WordPiece ids, no special tokens, no truncation (input to packing)."""
+    encodings = self._base.encode_batch(list(texts), add_special_tokens=False)
+    return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+  def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
+    return self._base.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+  def convert_ids_to_tokens(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+    return [self._base.id_to_token(int(i)) for i in ids]
+
+
+BPE_BOS, BPE_PAD, BPE_EOS, BPE_UNK, BPE_MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
+BPE_SPECIAL_TOKENS = (BPE_BOS, BPE_PAD, BPE_EOS, BPE_UNK, BPE_MASK)
+
+
+def has_byte_level_bpe(directory: str | os.PathLike) -> bool:
+  """True when `directory` holds a byte-level BPE tokenizer (tokenizer.json, or vocab.json + merges.txt)."""
+  d = Path(directory)
+  return (d / "tokenizer.json").is_file() or ((d / "vocab.json").is_file() and (d / "merges.txt").is_file())
+
+
+class ByteLevelBpeTokenizer:
+  """RoBERTa's tokenizer (Liu et al. 2019, arXiv 1907.11692 §4.4: GPT-2's byte-level BPE, no unknown bytes):
+  '<s> A </s>' and '<s> A </s></s> B </s>', padded with `<pad>` (id 1 in RoBERTa vocabularies), token types all 0
+  (RoBERTa has no segment embeddings). Same interface as `WordPieceTokenizer` for `core.finetune.features`'
+  text features; `cls_id`/`sep_id` are `<s>`/`</s>`. `tokenize` of a lone word lacks the 'Ġ' (space) prefix it
+  gets inside a sentence, so word-by-word features (span QA, tagging) are not supported (`supports_word_features`).
+
+  Build it with `from_dir` (tokenizer.json preferred, else vocab.json + merges.txt), `from_files` or
+  `from_tokenizer_json`. `encode` truncates to `max_length` (longest sequence first for pairs).
+  """
+
+  supports_word_features = False
+
+  def __init__(self, tokenizer: Tokenizer, max_length: int = 512, source: str = ""):
+    self.source = source
+    self.max_length = max_length
+    self._base = tokenizer
+    self._base.no_truncation()
+    self._base.no_padding()
+    missing = [t for t in BPE_SPECIAL_TOKENS if tokenizer.token_to_id(t) is None]
+    if missing:
+      raise ValueError(f"{source or 'tokenizer'} lacks RoBERTa special tokens {missing}")
+    self._configured: dict[int, Tokenizer] = {}
+
+  @classmethod
+  def from_files(
+    cls, vocab_path: str | Path, merges_path: str | Path, *, add_prefix_space: bool = False, max_length: int = 512
+  ) -> ByteLevelBpeTokenizer:
+    """GPT-2 / RoBERTa files: vocab.json ({piece: id}) and merges.txt (one 'a b' merge a line, '#version' header)."""
+    for path in (vocab_path, merges_path):
+      if not Path(path).is_file():
+        raise FileNotFoundError(f"byte-level BPE file not found: {path}")
+    try:
+      vocab = json.loads(Path(vocab_path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{vocab_path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    lines = Path(merges_path).read_text(encoding="utf-8").splitlines()
+    merges = [tuple(line.split(" ")) for line in lines if line and not line.startswith("#version")]
+    bad = [m for m in merges if len(m) != 2]
+    if bad:
+      raise ValueError(f"{merges_path}: merges must be 'a b' pairs, got {' '.join(bad[0])!r}")
+    tok = Tokenizer(models.BPE(vocab, merges, unk_token=BPE_UNK if BPE_UNK in vocab else None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(
+      [AddedToken(t, special=True) for t in BPE_SPECIAL_TOKENS if t != BPE_MASK]
+      + [AddedToken(BPE_MASK, lstrip=True, special=True)]
+    )
+    if BPE_BOS in vocab and BPE_EOS in vocab:
+      tok.post_processor = processors.RobertaProcessing(
+        (BPE_EOS, vocab[BPE_EOS]), (BPE_BOS, vocab[BPE_BOS]), add_prefix_space=add_prefix_space
+      )
+    return cls(tok, max_length, source=str(vocab_path))
+
+  @classmethod
+  def from_tokenizer_json(cls, path: str | Path, max_length: int = 512) -> ByteLevelBpeTokenizer:
+    """A HuggingFace tokenizer.json (pre-tokenizer, post-processor and special tokens as saved)."""
+    if not Path(path).is_file():
+      raise FileNotFoundError(f"tokenizer.json not found: {path}")
+    try:
+      tok = Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception for malformed files
+      reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+      raise ValueError(f"{path}: not a tokenizers file ({reason})") from None
+    return cls(tok, max_length, source=str(path))
+
+  @classmethod
+  def from_dir(cls, directory: str | os.PathLike, max_length: int = 512) -> ByteLevelBpeTokenizer:
+    """tokenizer.json if `directory` has one, else vocab.json + merges.txt."""
+    d = Path(directory)
+    if (d / "tokenizer.json").is_file():
+      return cls.from_tokenizer_json(d / "tokenizer.json", max_length)
+    if not has_byte_level_bpe(d):
+      raise FileNotFoundError(f"{d}: no tokenizer.json or vocab.json + merges.txt")
+    return cls.from_files(d / "vocab.json", d / "merges.txt", max_length=max_length)
+
+  def save(self, path: str | Path) -> None:
+    """Writes the tokenizer as a HuggingFace tokenizer.json."""
+    self._base.save(str(path))
+
+  def _tokenizer(self, max_length: int, pad: bool) -> Tokenizer:
+    key = max_length if pad else -max_length
+    if key not in self._configured:
+      if max_length < 3:
+        raise ValueError(f"max_length must be >= 3 to hold <s> x </s>, got {max_length}")
+      tok = Tokenizer.from_str(self._base.to_str())
+      tok.enable_truncation(max_length=max_length, strategy="longest_first")
+      if pad:
+        tok.enable_padding(pad_id=self.pad_id, pad_token=BPE_PAD, length=max_length)
+      self._configured[key] = tok
+    return self._configured[key]
+
+  @property
+  def vocab_size(self) -> int:
+    return self._base.get_vocab_size(with_added_tokens=True)
+
+  @property
+  def pad_id(self) -> int:
+    return self._base.token_to_id(BPE_PAD)
+
+  @property
+  def unk_id(self) -> int:
+    return self._base.token_to_id(BPE_UNK)
+
+  @property
+  def cls_id(self) -> int:
+    return self._base.token_to_id(BPE_BOS)
+
+  @property
+  def sep_id(self) -> int:
+    return self._base.token_to_id(BPE_EOS)
+
+  @property
+  def mask_id(self) -> int:
+    return self._base.token_to_id(BPE_MASK)
+
+  def token_to_id(self, token: str) -> int | None:
+    return self._base.token_to_id(token)
+
+  def tokenize(self, text: str) -> list[str]:
+    """Byte-level BPE pieces without special tokens ('Ġ' marks a preceding space)."""
+    return self._base.encode(text, add_special_tokens=False).tokens
+
+  def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of '<s> text </s>' or '<s> text </s></s> pair </s>', truncated to `self.max_length`."""
+    return self._tokenizer(self.max_length, pad=False).encode(text, pair, add_special_tokens=add_special_tokens).ids
+
+  def encode_batch(
+    self, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int = 128
+  ) -> dict[str, np.ndarray]:
+    """Encodes a batch, truncated and padded to `max_length`.
+
+    Returns int32 arrays [B, max_length]: input_ids, token_type_ids (all 0: RoBERTa has one segment type) and
+    attention_mask (1 on real tokens).
+    """
+    texts = list(texts)
+    if pairs is not None:
+      pairs = list(pairs)
+      if len(pairs) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
+      if max_length < 4:
+        raise ValueError(f"max_length must be >= 4 to hold <s> a </s></s> b </s>, got {max_length}")
+      inputs = list(zip(texts, pairs))
+    else:
+      inputs = texts
+    encodings = self._tokenizer(max_length, pad=True).encode_batch(inputs)
+    shape = (len(texts), max_length)
+    return {
+      "input_ids": np.array([e.ids for e in encodings], dtype=np.int32).reshape(shape),
+      "token_type_ids": np.zeros(shape, np.int32),
+      "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int32).reshape(shape),
+    }
+
+  def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+    """Whole documents as int32 BPE ids, no special tokens, no truncation (input to packing)."""
     encodings = self._base.encode_batch(list(texts), add_special_tokens=False)
     return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
 

@@ -1,6 +1,7 @@
 """Examples → fixed-length int32 arrays for the finetuning heads (BERT / ELECTRA input conventions).
 
-- Text pairs: '[CLS] A [SEP] B [SEP]', token types 0 / 1, truncated longest-first (BERT §3, GLUE recipe).
+- Text pairs: '[CLS] A [SEP] B [SEP]', token types 0 / 1, truncated longest-first (BERT §3, GLUE recipe); with a
+  byte-level BPE (RoBERTa, Liu et al. 2019) tokenizer '<s> A </s></s> B </s>', token types 0, pad id 1.
 - Span QA (BERT §4.2, the reference `run_squad.py` recipe): the context is split on whitespace into words, each word
   into WordPieces; input = '[CLS] question [SEP] context [SEP]' with the question capped at `max_query_length`.
   The answer's char span maps to words, then to the tightest WordPiece span whose text equals the tokenized answer.
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from core.config import ConfigError
 from core.finetune.examples import QaExample, TaggingExample, TextExample
 from core.finetune.heads import IGNORE
 
@@ -56,6 +58,15 @@ class _WordPieces:
     return [i for word in text.split() for i in self(word)]
 
 
+def _require_word_pieces(tokenizer, task_type: str) -> None:
+  """Span QA and tagging tokenize word by word; a byte-level BPE (RoBERTa) piece depends on the preceding space."""
+  if not getattr(tokenizer, "supports_word_features", True):
+    raise ConfigError(
+      f"task type {task_type}: not supported with {type(tokenizer).__name__} (byte-level BPE pieces depend on the "
+      "preceding space, so word-by-word features are wrong); use a WordPiece (BERT/ELECTRA) encoder"
+    )
+
+
 def text_features(examples: Sequence[TextExample], tokenizer, max_length: int, regression: bool = False) -> Features:
   first = [ex.texts[0] for ex in examples]
   pairs = [ex.texts[1] for ex in examples] if examples and len(examples[0].texts) > 1 else None
@@ -75,6 +86,7 @@ def qa_features(
   examples: Sequence[QaExample], tokenizer, max_length: int, max_query_length: int = 64, training: bool = True
 ) -> Features:
   """See the module docstring. meta: 'example' (index into examples), 'token_to_word' per row, 'words'."""
+  _require_word_pieces(tokenizer, "span_qa")
   pieces = _WordPieces(tokenizer)
   ids, types, context_masks, starts, ends = [], [], [], [], []
   meta: dict[str, list] = {"example": [], "token_to_word": [], "words": []}
@@ -160,6 +172,7 @@ def tagging_features(
   """See the module docstring. meta: 'first_piece' (per row: WordPiece index of each kept word), 'num_words'."""
   if label_tokens not in LABEL_TOKENS:
     raise ValueError(f"label_tokens: unknown value {label_tokens!r} (allowed: {', '.join(LABEL_TOKENS)})")
+  _require_word_pieces(tokenizer, "tagging")
   pieces = _WordPieces(tokenizer)
   ids, labels = [], []
   meta: dict[str, list] = {"first_piece": [], "num_words": []}

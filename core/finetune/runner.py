@@ -126,11 +126,18 @@ class Prepared:
 
 
 def _tokenizer(config: ml_collections.ConfigDict, init_dir: str):
+  """task.vocab_path (WordPiece), else the init directory's vocab.txt (WordPiece), else its byte-level BPE files
+  (tokenizer.json or vocab.json + merges.txt: RoBERTa), else the bundled uncased BERT vocabulary."""
   from core.data import corpora, tokenizers  # pylint: disable=g-import-not-at-top
 
   vocab = config.task.vocab_path
   if not vocab and init_dir and os.path.isfile(os.path.join(init_dir, "vocab.txt")):
     vocab = os.path.join(init_dir, "vocab.txt")
+  if not vocab and init_dir and tokenizers.has_byte_level_bpe(init_dir):
+    try:
+      return tokenizers.ByteLevelBpeTokenizer.from_dir(init_dir)
+    except (ValueError, OSError) as e:
+      raise config_lib.ConfigError(f"init_checkpoint: {init_dir}: tokenizer not loadable: {e}") from None
   return tokenizers.WordPieceTokenizer(vocab or corpora.bert_vocab_path())
 
 
