@@ -34,7 +34,7 @@ test: data
 ## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table; two LoRA adapters on MiniLM served mixed.
 demo: data
 	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
-	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo --tasks=negation,wordnet_pos
+	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo
 	$(PY) -m reformer_jax.demo --workdir=workdirs/reformer_demo
 	$(PY) -m lora_jax.demo --workdir=workdirs/lora_demo
 

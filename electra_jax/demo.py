@@ -20,7 +20,7 @@ from electra_jax import finetune, pretrain
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("workdir", "workdirs/electra_demo", "Where the pretraining and finetuning runs go (resumed).")
 flags.DEFINE_integer("steps", 150, "Pretraining steps of the tiny ELECTRA (~2.5 min on 2 CPU cores).")
-flags.DEFINE_string("tasks", "negation,wordnet_pos,polarity", "Bundled finetuning tasks.")
+flags.DEFINE_string("tasks", "negation,wordnet_pos", "Bundled finetuning tasks (add polarity for a third row).")
 flags.DEFINE_integer("train_size", 1000, "Cap on finetuning examples per task (0 = all).")
 FLAGS = flags.FLAGS
 
