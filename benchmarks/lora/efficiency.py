@@ -45,11 +45,23 @@ def _median_ms(fn, repeats) -> float:
   return 1e3 * float(np.median(common.time_fn(fn, warmup=2, repeats=repeats)))
 
 
+def _interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:
+  """Median ms of each function, timed in alternation (a, b, c, a, b, c, ...) so that load drift hits all alike."""
+  for fn in fns.values():
+    common.time_fn(fn, warmup=2, repeats=0)
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      times[name] += common.time_fn(fn, warmup=0, repeats=1)
+  return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--length", type=int, default=128)
   parser.add_argument("--adapters", type=int, default=8)
+  parser.add_argument("--serve_length", type=int, default=16, help="tokens per request in the serving comparison")
   parser.add_argument("--rank", type=int, default=8)
   parser.add_argument("--repeats", type=int, default=7)
   parser.add_argument("--name", default=NAME)
@@ -100,17 +112,20 @@ def main() -> None:
 
   frozen = {"encoder": params["encoder"]}
   state_full, state_lora = tx.init(params), tx.init(trainable_lora)
-  rows["step_full_ms"] = _median_ms(lambda: step_full(params, state_full), args.repeats)
-  rows["step_lora_ms"] = _median_ms(lambda: step_lora(trainable_lora, state_lora, frozen), args.repeats)
+  steps = _interleaved_ms(
+    {"full": lambda: step_full(params, state_full), "lora": lambda: step_lora(trainable_lora, state_lora, frozen)},
+    args.repeats,
+  )
+  rows["step_full_ms"], rows["step_lora_ms"] = steps["full"], steps["lora"]
   rows["step_ratio"] = rows["step_lora_ms"] / rows["step_full_ms"]
 
   # 3. Inference: base vs merged adapter (same program shape) vs factored adapter.
-  forward = jax.jit(lambda p: model.apply({"params": p}, ids, types, mask))
+  forward_at = jax.jit(lambda p, *batch: model.apply({"params": p}, *batch))
+  forward = lambda p: forward_at(p, ids, types, mask)  # noqa: E731
   merged = lora_jax.merge(params, lora, spec)
-  rows["base_ms"] = _median_ms(lambda: forward(params), args.repeats)
-  rows["merged_ms"] = _median_ms(lambda: forward(merged), args.repeats)
-  rows["base_ms_again"] = _median_ms(lambda: forward(params), args.repeats)  # interleaved: drift shows here
-  rows["merged_over_base"] = rows["merged_ms"] / np.mean([rows["base_ms"], rows["base_ms_again"]])
+  latency = _interleaved_ms({"base": lambda: forward(params), "merged": lambda: forward(merged)}, args.repeats)
+  rows["base_ms"], rows["merged_ms"] = latency["base"], latency["merged"]
+  rows["merged_over_base"] = rows["merged_ms"] / rows["base_ms"]
 
   # 4. Serving many adapters: mixed batch vs one merged adapter vs a loop over adapters (one sub-batch each).
   registry = Registry(model, params, spec)
@@ -118,17 +133,21 @@ def main() -> None:
   for k, a in enumerate(adapters):
     registry.add(f"task{k}", a)
   names = [f"task{b % args.adapters}" for b in range(args.batch)]  # every adapter in every batch
-  rows["mixed_ms"] = _median_ms(lambda: registry.mixed(names, ids, types, mask), args.repeats)
   per = args.batch // args.adapters
   order = np.argsort([b % args.adapters for b in range(args.batch)], kind="stable")
-  sub = [(ids[order[k * per:(k + 1) * per]], types[:per], mask[:per]) for k in range(args.adapters)]
-
-  def loop():
-    return [registry(f"task{k}", *sub[k]) for k in range(args.adapters)]
-
-  rows["loop_ms"] = _median_ms(loop, args.repeats)
-  rows["mixed_throughput_vs_merged"] = rows["merged_ms"] / rows["mixed_ms"]
-  rows["mixed_speedup_vs_loop"] = rows["loop_ms"] / rows["mixed_ms"]
+  for length in sorted({args.serve_length, args.length}):  # short requests (overhead-bound) and long (compute-bound)
+    batch = jax.tree.map(lambda x, n=length: x[:, :n], (ids, types, mask))
+    sub = [jax.tree.map(lambda x, k=k: x[order[k * per:(k + 1) * per]], batch) for k in range(args.adapters)]
+    serve = _interleaved_ms({
+      "merged": lambda b=batch: forward_at(merged, *b),
+      "mixed": lambda b=batch: registry.mixed(names, *b),
+      "loop": lambda sub=sub: [registry(f"task{k}", *sub[k]) for k in range(args.adapters)],
+    }, args.repeats)  # fmt: skip
+    rows[f"serve_L{length}_ms"] = serve
+    rows[f"mixed_throughput_vs_merged_L{length}"] = serve["merged"] / serve["mixed"]
+    rows[f"mixed_speedup_vs_loop_L{length}"] = serve["loop"] / serve["mixed"]
+  rows["mixed_throughput_vs_merged"] = rows[f"mixed_throughput_vs_merged_L{args.serve_length}"]
+  rows["mixed_speedup_vs_loop"] = rows[f"mixed_speedup_vs_loop_L{args.serve_length}"]
 
   # 5. Switching: the registry's forward with a different adapter each call vs the same adapter each call.
   one = jax.tree.map(lambda x: x[:1], (ids, types, mask))
@@ -159,7 +178,8 @@ def main() -> None:
         f"{jax.devices()[0].platform}")  # fmt: skip
   for key, goal in goals.items():
     print(f"  {key:>28}: {rows[key]:.4g}   (goal {goal})")
-  for key in ("step_full_ms", "step_lora_ms", "base_ms", "merged_ms", "mixed_ms", "loop_ms", "unmerge_merge_switch_ms",
+  for key in ("step_full_ms", "step_lora_ms", "base_ms", "merged_ms", *[k for k in rows if k[-1].isdigit()],
+              "unmerge_merge_switch_ms",
               "recompiles_while_switching", "adapter_bytes", "full_model_bytes"):  # fmt: skip
     print(f"  {key:>28}: {rows[key]:.4g}")
 
