@@ -11,8 +11,9 @@ Table 9 (RoBERTa-base, LoRA): AdamW, linear schedule, warmup ratio 0.06, batch 1
   (512 for some tasks in the paper's table), epochs 10-20, LR 2e-4-4e-4 (values below, microsoft/LoRA
   examples/NLU/roberta_large_*.sh). Weight decay 0.1 (loralib examples). Reported (Table 2, dev): RoBERTa-base LoRA
   87.2 avg (full finetuning 86.4), RoBERTa-large LoRA 89.0 (full 88.9).
-Note: `core.bert_import` reads BERT-family safetensors; RoBERTa's (byte-level BPE, position offset 2) is not
-  imported yet, so with today's code this config runs on a BERT-family checkpoint of the same shape.
+init_checkpoint: a HuggingFace RoBERTa directory (model.safetensors + config.json + tokenizer.json or vocab.json +
+  merges.txt): `core.bert_import` maps RoBERTa's weights (positions offset by padding_idx + 1 dropped at import) and
+  the runner tokenizes with its byte-level BPE (`core.data.tokenizers.ByteLevelBpeTokenizer`, <s> A </s></s> B </s>).
 """
 
 from configs.lora import common
