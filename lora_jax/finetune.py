@@ -34,8 +34,9 @@ import ml_collections
 
 from core import bert as bert_lib
 from core import config as config_lib
+from core import tree as tree_lib
 from core import main as main_lib
-from core.finetune import runner
+from core.finetune import heads, runner
 from core.train import Task
 import lora_jax
 from lora_jax import checkpoint as checkpoint_lib
@@ -115,12 +116,23 @@ def validate_recipe(config: ml_collections.ConfigDict) -> None:
         raise config_lib.ConfigError(
           f"lora.{name}: {part!r} is not a regex ({e}); presets: {', '.join(TARGETS)}"
         ) from None
-  if config.lora.method == "lora":  # the targets must match the encoder's kernels: checked on shapes alone
+  # Patterns must name parameters of the model: checked on the shapes of a one-layer twin (nothing is initialised).
+  # (table sizes shrunk: they change no path, and LoRA ranks are checked against the real widths)
+  twin = bert_lib.from_model_section(config.model).replace(
+    num_layers=1, vocab_size=8, max_position_embeddings=8, type_vocab_size=1
+  )
+  model = heads.FinetuneModel(twin, "classification")
+  dummy = jax.ShapeDtypeStruct((1, 8), jnp.int32)
+  params = jax.eval_shape(lambda k, x: model.init(k, x)["params"], _KEY, dummy)
+  names = [name for name, _ in tree_lib.named_leaves(params)]
+  for part in filter(None, config.lora.extra_trainable.split(",")):
+    if not any(re.fullmatch(part, name) for name in names):
+      raise config_lib.ConfigError(
+        f"lora.extra_trainable: {part!r} matches no parameter (paths look like {names[0]}, ..., {names[-1]})"
+      )
+  if config.lora.method == "lora":
     try:
-      spec = make_spec(config)
-      encoder = bert_lib.BertEncoder(bert_lib.from_model_section(config.model).replace(num_layers=1))
-      dummy = jax.ShapeDtypeStruct((1, 8), jnp.int32)
-      jax.eval_shape(lambda k, x: lora_jax.init(k, {"encoder": encoder.init(k, x)["params"]}, spec), _KEY, dummy)
+      jax.eval_shape(lambda k: lora_jax.init(k, params, make_spec(config)), _KEY)
     except ValueError as e:
       raise config_lib.ConfigError(f"lora.targets: {str(e).splitlines()[0]}") from None
 

@@ -84,6 +84,7 @@ ENTRY_POINTS = [
   ("reformer_jax.train", "configs/reformer/duplication.py", None),
   ("reformer_jax.train", "configs/reformer/char_lm.py", None),
   ("reformer_jax.train", "configs/reformer/listops.py", None),
+  ("lora_jax.finetune", "configs/lora/cpu.py", None),
 ]
 # Negative values with a documented meaning; any other negative value that validates is a hole.
 NEGATIVE_SENTINELS = {("mesh.data", -1), ("train.inject_nan_at_step", -1)}

@@ -81,7 +81,8 @@ def test_methods_choose_what_trains(arg, trainable):
     ({"lora.rank": 0}, r"lora.rank"),
     ({"lora.targets": "(query"}, r"lora.targets: '\(query' is not a regex"),
     ({"lora.dropout": 1.0}, r"lora.dropout"),
-    ({"lora.targets": r"encoder/nothing/kernel"}, r"LoraSpec|matches no|no kernel|match"),
+    ({"lora.targets": r"encoder/nothing/kernel"}, r"lora.targets: LoRA targets .* match no kernel or embedding"),
+    ({"lora.extra_trainable": "head/.*,nope"}, r"lora.extra_trainable: 'nope' matches no parameter"),
   ],
 )
 def test_bad_lora_fields_fail_before_any_work(tmp_path, overrides, message):
