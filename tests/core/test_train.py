@@ -225,14 +225,14 @@ def test_trainable_split_freezes_the_rest_without_optimizer_state_or_checkpoint(
   state holds moments for 'w' alone, the checkpoint holds no 'b', and a resumed run ends bitwise where one
   uninterrupted run ends (the frozen part is rebuilt from initial_params)."""
   task = dataclasses.replace(_task(16), initial_params={"b": jnp.asarray(0.3)}, trainable=("w",))
-  config = _config(total_steps=20, checkpoint_every=10)
+  config = _config(total_steps=4, checkpoint_every=2)
   config.optimizer.clip_norm = 1.0
   straight = train_lib.train(config, str(tmp_path / "straight"), task)
   assert float(straight.params["b"]) == np.float32(0.3) and set(straight.state.params) == {"w"}
   assert np.abs(np.asarray(straight.params["w"])).max() > 0.1  # it trained
   moments = [x for x in jax.tree.leaves(straight.state.opt_state) if np.ndim(x) > 0]
   assert moments and all(x.shape == (D,) for x in moments)  # Adam mu/nu for 'w' only; nothing shaped like 'b'
-  saved = checkpoint_lib.Checkpointer(str(tmp_path / "straight"), async_save=False).state_metadata(20)
+  saved = checkpoint_lib.Checkpointer(str(tmp_path / "straight"), async_save=False).state_metadata(4)
   saved_names = [name for name, _ in tree_lib.named_leaves(saved, is_leaf=lambda x: hasattr(x, "shape"))]
   assert "params/w" in saved_names and not any(name.endswith("/b") or "/b/" in name for name in saved_names)
 
@@ -246,9 +246,9 @@ def test_trainable_split_freezes_the_rest_without_optimizer_state_or_checkpoint(
   grad_w = jax.grad(lambda p: task.loss_fn(p, batch, jax.random.key(0))[0])(full)["w"]
   np.testing.assert_allclose(float(metrics["grad_norm"]), float(jnp.linalg.norm(grad_w)), rtol=1e-6)
 
-  train_lib.train(_config(total_steps=10, checkpoint_every=10), str(tmp_path / "resumed"), task)
+  train_lib.train(_config(total_steps=2, checkpoint_every=2), str(tmp_path / "resumed"), task)
   resumed = train_lib.train(config, str(tmp_path / "resumed"), task)
-  assert resumed.resumed_from == 10
+  assert resumed.resumed_from == 2
   np.testing.assert_array_equal(np.asarray(resumed.params["w"]), np.asarray(straight.params["w"]))
   with pytest.raises(ValueError, match=r"Task.trainable: \['nothing'\] matches no parameter"):
     dataclasses.replace(task, trainable=("nothing",)).split({"w": jnp.zeros(D)})
