@@ -36,8 +36,9 @@ IGNORE_ID = -100  # core.mlm weights positions instead of using an ignore id; -1
 #    "Ludwig van Beethoven", "Bank of the United States"; not "London and Paris", not "Paris on May"). Leading words
 #    from SENTENCE_STARTERS ("The", "In", "Yesterday", ...) are dropped from a candidate first ("In London" is one
 #    word, not a span), and a single sentence-initial capitalised word is never a span. Known misses: a name next to
-#    a joined name merges ("Albert Einstein of the Bank of England"); "The" inside a title is dropped when leading. With `single_word_names=True`, a single capitalised word that
-#    does not start a sentence is a name too ("the capital is Montgomery").
+#    a joined name merges ("Albert Einstein of the Bank of England"); "The" inside a title is dropped when leading.
+#    With `single_word_names=True`, a single capitalised word that does not start a sentence is a name too ("the
+#    capital is Montgomery").
 # 4. Overlapping (or touching) spans are merged into one.
 # ---------------------------------------------------------------------------------------------------------------------
 
