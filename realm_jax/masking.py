@@ -157,19 +157,19 @@ class Tokens:
 def tokenize_with_offsets(tokenizer, text: str, max_length: int | None = None) -> Tokens:
   """'[CLS] text [SEP]' truncated to `max_length` (default `tokenizer.max_length`) with offsets and word ids.
 
-  `core.data.tokenizers.WordPieceTokenizer` exposes no offsets, so this reads its HuggingFace `tokenizers` backend
-  (`_base`): the same normaliser, pre-tokeniser and vocabulary as `tokenizer.encode`, hence the same ids.
+  Offsets and word ids come from `WordPieceTokenizer.encode_with_offsets` (the same normaliser, pre-tokeniser and
+  vocabulary as `tokenizer.encode`, hence the same ids).
   """
   max_length = tokenizer.max_length if max_length is None else max_length
   if max_length < 3:
     raise ValueError(f"max_length must be >= 3 to hold [CLS] x [SEP], got {max_length}")
-  encoding = tokenizer._base.encode(text, add_special_tokens=False)  # pylint: disable=protected-access
-  n = min(len(encoding.ids), max_length - 2)
-  ids_L = np.array([tokenizer.cls_id, *encoding.ids[:n], tokenizer.sep_id], np.int32)
+  ids, offsets, word_ids = tokenizer.encode_with_offsets(text)
+  n = min(len(ids), max_length - 2)
+  ids_L = np.array([tokenizer.cls_id, *ids[:n], tokenizer.sep_id], np.int32)
   offsets_Lx2 = np.zeros((n + 2, 2), np.int32)
   if n:
-    offsets_Lx2[1:-1] = np.asarray(encoding.offsets[:n], np.int32)
-  word_ids_L = np.array([-1, *(-1 if w is None else w for w in encoding.word_ids[:n]), -1], np.int32)
+    offsets_Lx2[1:-1] = np.asarray(offsets[:n], np.int32)
+  word_ids_L = np.array([-1, *(-1 if w is None else w for w in word_ids[:n]), -1], np.int32)
   special_L = np.zeros(n + 2, bool)
   special_L[[0, -1]] = True
   return Tokens(text, ids_L, offsets_Lx2, word_ids_L, special_L, tokenizer.mask_id, tokenizer.pad_id,

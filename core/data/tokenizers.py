@@ -104,6 +104,12 @@ class WordPieceTokenizer:
     """WordPiece strings without special tokens."""
     return self._base.encode(text, add_special_tokens=False).tokens
 
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
+    """(ids, character offsets [start, end), word index per token) of `text`'s WordPieces, without special tokens
+    or truncation: what span-level code (salient-span masking, answer spans) needs to map characters to tokens."""
+    encoding = self._base.encode(text, add_special_tokens=False)
+    return encoding.ids, encoding.offsets, encoding.word_ids
+
   def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
     """Token ids of '[CLS] text [SEP] (pair [SEP])', truncated to `self.max_length`."""
     return self._tokenizer(self.max_length, pad=False).encode(text, pair, add_special_tokens=add_special_tokens).ids
@@ -276,6 +282,11 @@ class ByteLevelBpeTokenizer:
   def tokenize(self, text: str) -> list[str]:
     """Byte-level BPE pieces without special tokens ('Ġ' marks a preceding space)."""
     return self._base.encode(text, add_special_tokens=False).tokens
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
+    """(ids, character offsets, word index per token) without special tokens, as `WordPieceTokenizer`'s."""
+    encoding = self._base.encode(text, add_special_tokens=False)
+    return encoding.ids, encoding.offsets, encoding.word_ids
 
   def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
     """Token ids of '<s> text </s>' or '<s> text </s></s> pair </s>', truncated to `self.max_length`."""
