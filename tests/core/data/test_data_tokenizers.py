@@ -66,6 +66,16 @@ def test_encode_truncates_to_max_length(wordpiece):
   assert len(ids) == 8 and ids.count(102) == 2
 
 
+def test_offsets_map_each_wordpiece_back_to_its_characters(wordpiece):
+  text = "The Bank of England opened in 1694."
+  ids, offsets, word_ids = wordpiece.encode_with_offsets(text)
+  assert ids == wordpiece.encode(text)[1:-1]  # the same ids as encode, without [CLS] / [SEP]
+  pieces = wordpiece.tokenize(text)
+  for piece, (start, end) in zip(pieces, offsets):
+    assert text[start:end].lower() == piece.removeprefix("##")
+  assert word_ids[0] == 0 and word_ids[-1] == len(text.replace(".", " .").split()) - 1
+
+
 def test_encode_batch_pads_and_truncates(wordpiece):
   texts = ["What is the capital of France?", "short", "long " * 200]
   pairs = ["Paris.", "x", "y"]
