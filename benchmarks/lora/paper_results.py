@@ -57,16 +57,18 @@ def main() -> None:
           f"{100 * results['parameters']['trainable_fraction']:.2f}%", flush=True)  # fmt: skip
 
   def plot(ax):
-    sweep = sorted((r["rank"], r["mean"], r["std"]) for r in rows if r["run"].startswith("lora_qv"))
-    if sweep:
-      ax.errorbar([s[0] for s in sweep], [s[1] for s in sweep], [s[2] for s in sweep], fmt="o-", label="LoRA q/v")
+    sweep = sorted((r["rank"], r["median"], r["scores"]) for r in rows if r["run"].startswith("lora_qv"))
+    if sweep:  # median over seeds (the paper's statistic) and every seed as a dot: a diverged seed shows
+      ax.plot([s[0] for s in sweep], [s[1] for s in sweep], "o-", label="LoRA q/v (median)")
+      for rank, _, scores in sweep:
+        ax.plot([rank] * len(scores), scores, ".", color="gray")
     styles = {"full": "k--", "head": "r:", "lora_all_r8": "g-."}
     for r in rows:
       if r["run"] in styles:
-        ax.axhline(r["mean"], linestyle=styles[r["run"]][1:], color=styles[r["run"]][0], label=r["run"])
+        ax.axhline(r["median"], linestyle=styles[r["run"]][1:], color=styles[r["run"]][0], label=f"{r['run']} (median)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("LoRA rank r")
-    ax.set_ylabel(f"{args.task} dev score (mean of {args.seeds} seeds)")
+    ax.set_ylabel(f"{args.task} dev score ({args.seeds} seeds)")
     ax.set_title("MiniLM-L6: LoRA vs full finetuning")
     ax.legend()
 
