@@ -8,7 +8,7 @@ and runs a dev batch whose rows alternate between the tasks in one jitted call (
 encoder output goes through its task's head. Prints each task's dev score, the adapter size against the base, and
 the mixed batch's agreement with one-adapter-at-a-time runs.
 
-  python -m lora_jax.demo --workdir=workdirs/lora_demo [--train_size 1500] [--epochs 2]
+  python -m lora_jax.demo --workdir=workdirs/lora_demo [--train_size 1000] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from lora_jax.registry import Registry
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 flags.DEFINE_string("workdir", "workdirs/lora_demo", "Where the two finetuning runs go (resumed).")
 flags.DEFINE_string("tasks", "negation,word_order", "Two (or more) binary classification tasks, one adapter each.")
-flags.DEFINE_integer("train_size", 1500, "Training examples per task.")
+flags.DEFINE_integer("train_size", 1000, "Training examples per task.")
 flags.DEFINE_float("epochs", 2.0, "Epochs per task.")
 flags.DEFINE_integer("rows", 32, "Rows of the mixed serving batch.")
 flags.DEFINE_bool("tiny", False, "A tiny random-init encoder instead of MiniLM (the end-to-end test's setting).")
