@@ -31,12 +31,92 @@ def _read_vocab(vocab_path: Path) -> dict[str, int]:
   return vocab
 
 
-class WordPieceTokenizer:
+class _HfBackedTokenizer:
+  """What the WordPiece and byte-level BPE tokenizers share: a HuggingFace `tokenizers` backend (`self._base`, no
+  truncation or padding) and per-length configured copies for `encode` / `encode_batch`. Subclasses set the pad
+  token, the frame shown in errors, and whether pairs keep their segment ids."""
+
+  _pad_token: str
+  _frame: str  # e.g. '[CLS] x [SEP]', for the max_length error
+  _segment_ids = True  # False: token_type_ids all 0 (RoBERTa has one segment type)
+  _min_pair_length = 3
+  max_length: int
+  _base: Tokenizer
+  _configured: dict[int, Tokenizer]
+
+  def _tokenizer(self, max_length: int, pad: bool) -> Tokenizer:
+    key = max_length if pad else -max_length
+    if key not in self._configured:
+      if max_length < 3:
+        raise ValueError(f"max_length must be >= 3 to hold {self._frame}, got {max_length}")
+      tok = Tokenizer.from_str(self._base.to_str())
+      tok.enable_truncation(max_length=max_length, strategy="longest_first")
+      if pad:
+        tok.enable_padding(pad_id=self.pad_id, pad_token=self._pad_token, length=max_length)
+      self._configured[key] = tok
+    return self._configured[key]
+
+  def tokenize(self, text: str) -> list[str]:
+    """Subword strings without special tokens."""
+    return self._base.encode(text, add_special_tokens=False).tokens
+
+  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
+    """(ids, character offsets [start, end), word index per token) of `text`'s subwords, without special tokens
+    or truncation: what span-level code (salient-span masking, answer spans) needs to map characters to tokens."""
+    encoding = self._base.encode(text, add_special_tokens=False)
+    return encoding.ids, encoding.offsets, encoding.word_ids
+
+  def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
+    """Token ids of the framed text (and pair), truncated to `self.max_length`."""
+    return self._tokenizer(self.max_length, pad=False).encode(text, pair, add_special_tokens=add_special_tokens).ids
+
+  def encode_batch(
+    self, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int = 128
+  ) -> dict[str, np.ndarray]:
+    """Encodes a batch, truncated and padded to `max_length`.
+
+    Returns int32 arrays [B, max_length]: input_ids, token_type_ids (1 on the pair segment; all 0 for a
+    one-segment tokenizer) and attention_mask (1 on real tokens).
+    """
+    texts = list(texts)
+    if pairs is not None:
+      pairs = list(pairs)
+      if len(pairs) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
+      if max_length < self._min_pair_length:
+        raise ValueError(f"max_length must be >= {self._min_pair_length} to hold a pair, got {max_length}")
+      inputs = list(zip(texts, pairs))
+    else:
+      inputs = texts
+    encodings = self._tokenizer(max_length, pad=True).encode_batch(inputs)
+    shape = (len(texts), max_length)
+    types = [e.type_ids for e in encodings] if self._segment_ids else np.zeros(shape)
+    return {
+      "input_ids": np.array([e.ids for e in encodings], dtype=np.int32).reshape(shape),
+      "token_type_ids": np.array(types, dtype=np.int32).reshape(shape),
+      "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int32).reshape(shape),
+    }
+
+  def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
+    """Whole documents as int32 ids, no special tokens, no truncation (input to packing)."""
+    encodings = self._base.encode_batch(list(texts), add_special_tokens=False)
+    return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+  def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
+    return self._base.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+  def convert_ids_to_tokens(self, ids: Sequence[int] | np.ndarray) -> list[str]:
+    return [self._base.id_to_token(int(i)) for i in ids]
+
+
+class WordPieceTokenizer(_HfBackedTokenizer):
   """BERT WordPiece tokenizer: basic (whitespace / punctuation / CJK) split, lowercasing and accent
   stripping when `lowercase`, greedy longest-match-first WordPiece, '[CLS] A [SEP] (B [SEP])'.
 
   `encode` truncates to `max_length` (longest sequence first for pairs).
   """
+
+  _pad_token, _frame = PAD_TOKEN, "[CLS] x [SEP]"
 
   def __init__(self, vocab_path: str | Path, lowercase: bool = True, max_length: int = 512):
     self.vocab_path = Path(vocab_path)
@@ -60,18 +140,6 @@ class WordPieceTokenizer:
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.add_special_tokens(list(SPECIAL_TOKENS))
     return tok
-
-  def _tokenizer(self, max_length: int, pad: bool) -> Tokenizer:
-    key = max_length if pad else -max_length
-    if key not in self._configured:
-      if max_length < 3:
-        raise ValueError(f"max_length must be >= 3 to hold [CLS] x [SEP], got {max_length}")
-      tok = Tokenizer.from_str(self._base.to_str())
-      tok.enable_truncation(max_length=max_length, strategy="longest_first")
-      if pad:
-        tok.enable_padding(pad_id=self.pad_id, pad_token=PAD_TOKEN, length=max_length)
-      self._configured[key] = tok
-    return self._configured[key]
 
   @property
   def vocab_size(self) -> int:
@@ -100,54 +168,6 @@ class WordPieceTokenizer:
   def token_to_id(self, token: str) -> int | None:
     return self._vocab.get(token)
 
-  def tokenize(self, text: str) -> list[str]:
-    """WordPiece strings without special tokens."""
-    return self._base.encode(text, add_special_tokens=False).tokens
-
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
-    """(ids, character offsets [start, end), word index per token) of `text`'s WordPieces, without special tokens
-    or truncation: what span-level code (salient-span masking, answer spans) needs to map characters to tokens."""
-    encoding = self._base.encode(text, add_special_tokens=False)
-    return encoding.ids, encoding.offsets, encoding.word_ids
-
-  def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
-    """Token ids of '[CLS] text [SEP] (pair [SEP])', truncated to `self.max_length`."""
-    return self._tokenizer(self.max_length, pad=False).encode(text, pair, add_special_tokens=add_special_tokens).ids
-
-  def encode_batch(
-    self, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int = 128
-  ) -> dict[str, np.ndarray]:
-    """Encodes a batch, truncated and padded to `max_length`.
-
-    Returns int32 arrays [B, max_length]: input_ids, token_type_ids (1 on the pair segment) and
-    attention_mask (1 on real tokens).
-    """
-    texts = list(texts)
-    if pairs is not None:
-      pairs = list(pairs)
-      if len(pairs) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
-      inputs = list(zip(texts, pairs))
-    else:
-      inputs = texts
-    encodings = self._tokenizer(max_length, pad=True).encode_batch(inputs)
-    shape = (len(texts), max_length)
-    return {
-      "input_ids": np.array([e.ids for e in encodings], dtype=np.int32).reshape(shape),
-      "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int32).reshape(shape),
-      "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int32).reshape(shape),
-    }
-
-  def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
-    """Whole documents as int32 WordPiece ids, no special tokens, no truncation (input to packing)."""
-    encodings = self._base.encode_batch(list(texts), add_special_tokens=False)
-    return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
-
-  def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
-    return self._base.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
-
-  def convert_ids_to_tokens(self, ids: Sequence[int] | np.ndarray) -> list[str]:
-    return [self._base.id_to_token(int(i)) for i in ids]
 
 
 BPE_BOS, BPE_PAD, BPE_EOS, BPE_UNK, BPE_MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
@@ -160,7 +180,7 @@ def has_byte_level_bpe(directory: str | os.PathLike) -> bool:
   return (d / "tokenizer.json").is_file() or ((d / "vocab.json").is_file() and (d / "merges.txt").is_file())
 
 
-class ByteLevelBpeTokenizer:
+class ByteLevelBpeTokenizer(_HfBackedTokenizer):
   """RoBERTa's tokenizer (Liu et al. 2019, arXiv 1907.11692 §4.4: GPT-2's byte-level BPE, no unknown bytes):
   '<s> A </s>' and '<s> A </s></s> B </s>', padded with `<pad>` (id 1 in RoBERTa vocabularies), token types all 0
   (RoBERTa has no segment embeddings). Same interface as `WordPieceTokenizer` for `core.finetune.features`'
@@ -172,6 +192,7 @@ class ByteLevelBpeTokenizer:
   """
 
   supports_word_features = False
+  _pad_token, _frame, _segment_ids, _min_pair_length = BPE_PAD, "<s> x </s>", False, 4
 
   def __init__(self, tokenizer: Tokenizer, max_length: int = 512, source: str = ""):
     self.source = source
@@ -240,18 +261,6 @@ class ByteLevelBpeTokenizer:
     """Writes the tokenizer as a HuggingFace tokenizer.json."""
     self._base.save(str(path))
 
-  def _tokenizer(self, max_length: int, pad: bool) -> Tokenizer:
-    key = max_length if pad else -max_length
-    if key not in self._configured:
-      if max_length < 3:
-        raise ValueError(f"max_length must be >= 3 to hold <s> x </s>, got {max_length}")
-      tok = Tokenizer.from_str(self._base.to_str())
-      tok.enable_truncation(max_length=max_length, strategy="longest_first")
-      if pad:
-        tok.enable_padding(pad_id=self.pad_id, pad_token=BPE_PAD, length=max_length)
-      self._configured[key] = tok
-    return self._configured[key]
-
   @property
   def vocab_size(self) -> int:
     return self._base.get_vocab_size(with_added_tokens=True)
@@ -279,55 +288,6 @@ class ByteLevelBpeTokenizer:
   def token_to_id(self, token: str) -> int | None:
     return self._base.token_to_id(token)
 
-  def tokenize(self, text: str) -> list[str]:
-    """Byte-level BPE pieces without special tokens ('Ġ' marks a preceding space)."""
-    return self._base.encode(text, add_special_tokens=False).tokens
-
-  def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]], list[int | None]]:
-    """(ids, character offsets, word index per token) without special tokens, as `WordPieceTokenizer`'s."""
-    encoding = self._base.encode(text, add_special_tokens=False)
-    return encoding.ids, encoding.offsets, encoding.word_ids
-
-  def encode(self, text: str, pair: str | None = None, add_special_tokens: bool = True) -> list[int]:
-    """Token ids of '<s> text </s>' or '<s> text </s></s> pair </s>', truncated to `self.max_length`."""
-    return self._tokenizer(self.max_length, pad=False).encode(text, pair, add_special_tokens=add_special_tokens).ids
-
-  def encode_batch(
-    self, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int = 128
-  ) -> dict[str, np.ndarray]:
-    """Encodes a batch, truncated and padded to `max_length`.
-
-    Returns int32 arrays [B, max_length]: input_ids, token_type_ids (all 0: RoBERTa has one segment type) and
-    attention_mask (1 on real tokens).
-    """
-    texts = list(texts)
-    if pairs is not None:
-      pairs = list(pairs)
-      if len(pairs) != len(texts):
-        raise ValueError(f"got {len(texts)} texts but {len(pairs)} pairs")
-      if max_length < 4:
-        raise ValueError(f"max_length must be >= 4 to hold <s> a </s></s> b </s>, got {max_length}")
-      inputs = list(zip(texts, pairs))
-    else:
-      inputs = texts
-    encodings = self._tokenizer(max_length, pad=True).encode_batch(inputs)
-    shape = (len(texts), max_length)
-    return {
-      "input_ids": np.array([e.ids for e in encodings], dtype=np.int32).reshape(shape),
-      "token_type_ids": np.zeros(shape, np.int32),
-      "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int32).reshape(shape),
-    }
-
-  def encode_documents(self, texts: Sequence[str]) -> list[np.ndarray]:
-    """Whole documents as int32 BPE ids, no special tokens, no truncation (input to packing)."""
-    encodings = self._base.encode_batch(list(texts), add_special_tokens=False)
-    return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
-
-  def decode(self, ids: Sequence[int] | np.ndarray, skip_special_tokens: bool = True) -> str:
-    return self._base.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
-
-  def convert_ids_to_tokens(self, ids: Sequence[int] | np.ndarray) -> list[str]:
-    return [self._base.id_to_token(int(i)) for i in ids]
 
 
 class ByteTokenizer:
