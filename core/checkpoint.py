@@ -2,7 +2,9 @@
 
 One `CheckpointManager` under `<workdir>/checkpoints` keeps the last K steps. Each step directory holds two items:
 `state` (the TrainState pytree, saved with `StandardSave`; the RNG as raw key data) and `data` (the grain
-iterator's state), so a run killed at any point continues exactly where its last checkpoint stopped. Orbax writes
+iterator's state), so a run killed at any point continues exactly where its last checkpoint stopped; a third item,
+`host`, holds what the loop's host hooks keep between steps (`core.train.HostHook.state`, e.g. REALM's document
+index), saved in the same atomic step directory. Orbax writes
 into a temporary directory and renames it when complete, so a half-written checkpoint is never picked up.
 """
 
@@ -29,7 +31,11 @@ class Checkpointer:
   def __init__(self, workdir: str, *, max_to_keep: int = 3, async_save: bool = True):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=async_save)
-    handlers = {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
+    handlers = {
+      "state": ocp.StandardCheckpointHandler(),
+      "data": grain.checkpoint.CheckpointHandler(),
+      "host": ocp.StandardCheckpointHandler(),
+    }
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
   @property
@@ -39,11 +45,36 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, data_iterator: Any | None = None, *, force: bool = False) -> None:
+  def save(
+    self, step: int, state: Any, data_iterator: Any | None = None, *, host: Any | None = None, force: bool = False
+  ) -> None:
+    """Saves `state`, the iterator's position and (when given) `host`, a pytree of host arrays, as one step."""
     items = {"state": ocp.args.StandardSave(state)}
     if data_iterator is not None:
       items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+    if host is not None:
+      items["host"] = ocp.args.StandardSave(host)
     self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+  def restore_host(self, template: Any, step: int | None = None) -> Any:
+    """The `host` item of a step, restored into the shapes and dtypes of `template` (numpy arrays come back as
+    numpy). One-line CheckpointError when the step has none or its shapes differ."""
+    step = self.latest_step if step is None else step
+    try:
+      saved = self._manager.item_metadata(step)["host"]
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
+    if saved is None:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} has no host state (saved without the task's hooks?)")
+    try:
+      tree_lib.check_shapes(template, saved, f"checkpoint {self.directory}/{step} host state")
+    except tree_lib.ShapeError as e:
+      raise CheckpointError(f"{e} (saved from a different corpus or config?)") from None
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(host=ocp.args.StandardRestore(template)))
+    except Exception as e:
+      raise CheckpointError(f"checkpoint {self.directory}/{step} is unreadable: {_first_line(e)}") from None
+    return restored["host"]
 
   def restore(self, abstract_state: Any, data_iterator: Any | None = None, step: int | None = None) -> Any:
     """Restores into the shapes/dtypes/shardings of `abstract_state` (from `jax.eval_shape`); sets the iterator.

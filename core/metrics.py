@@ -66,7 +66,7 @@ def read_jsonl(workdir: str, split: str | None = None) -> list[dict[str, Any]]:
 
 
 def mean_metrics(history: list[Mapping[str, Any]]) -> dict[str, float]:
-  """Averages a list of per-step metric dicts (host floats) key by key."""
-  if not history:
-    return {}
-  return {k: float(np.mean([_to_float(m[k]) for m in history])) for k in history[0]}
+  """Averages a list of per-step metric dicts (host floats) key by key, each over the steps that report it (a host
+  hook's metric may come only on some steps, e.g. the time of an index refresh)."""
+  keys = dict.fromkeys(k for m in history for k in m)
+  return {k: float(np.mean([_to_float(m[k]) for m in history if k in m])) for k in keys}

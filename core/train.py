@@ -6,13 +6,14 @@ the rest:
 
   state = init or restore(workdir)                      # params, optimizer state, step, RNG, data position
   for step in [state.step, total_steps):
+    hook.before_step(step, params)                      # host work between steps (Task.hooks), e.g. an index refresh
     batch  = next(data)                                 # this process's rows → one global, sharded array
     state, metrics = train_step(state, batch)           # jit over the mesh; key = fold_in(rng, step)
     stop if loss is not finite                          # the last good checkpoint stays untouched
     log every N, eval every M, checkpoint every K       # JSONL + TensorBoard, orbax keep-last
 
 Randomness is a typed key folded with the step number, so a resumed run draws exactly the same numbers as an
-uninterrupted one; with the data iterator restored too, the final params are bitwise equal.
+uninterrupted one; with the data iterator and the hooks' host state restored too, the final params are bitwise equal.
 """
 
 from __future__ import annotations
@@ -54,6 +55,30 @@ class TrainState:
   rng: jax.Array  # raw key data (uint32) of the run's base key; typed key = wrap_key_data(rng)
 
 
+class HostHook:
+  """Host-side work the loop runs between steps, for any method (REALM refreshes its document index with it).
+
+  `before_step(step, params)` runs on every process before step `step`'s batch is drawn, so whatever it changes
+  (an index the data pipeline reads) feeds that batch; `params()` returns all current params (the live training
+  buffers, donated to the next step: copy what you keep, e.g. with `jax.device_get`). It may return host floats
+  that are logged with that step's metrics. `state()` is a pytree of numpy arrays with fixed shapes (also before the
+  first step) saved in every checkpoint as the `host` item; a resumed run calls `restore(tree)` with it before its
+  first step, so the hook continues exactly where the killed run stopped.
+  """
+
+  name: str = "hook"
+
+  def before_step(self, step: int, params: Callable[[], Any]) -> Mapping[str, float] | None:
+    del step, params
+    return None
+
+  def state(self) -> Any:
+    return {}
+
+  def restore(self, tree: Any) -> None:
+    del tree
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
   """What a method plugs into the loop.
@@ -69,6 +94,7 @@ class Task:
   frozen: the loss is differentiated only with respect to the trainable ones, so the frozen ones get no gradient,
   no optimizer state and no share of the clip norm, and they are not checkpointed (a resumed run rebuilds them
   from init_params / initial_params, which are deterministic). eval_fn and export_fn receive all params.
+  hooks: `HostHook`s run before every step (host work between steps; their state is checkpointed).
   """
 
   init_params: Callable[[jax.Array], Any]
@@ -83,6 +109,7 @@ class Task:
   initial_params: Mapping[str, Any] | None = None
   export_fn: Callable[[Any, int, str], None] | None = None
   trainable: Sequence[str] | None = None
+  hooks: Sequence[HostHook] = ()
 
   def split(self, params: Any) -> tuple[Any, Any]:
     """params -> (trainable, frozen) nested dicts (`core.tree.partition`); frozen is {} when all train."""
@@ -256,8 +283,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   data_iterator = iter(task.train_data(jax.process_index(), jax.process_count()))
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=tc.keep_checkpoints, async_save=tc.async_checkpoints)
   resumed_from = checkpointer.latest_step
+  names = [hook.name for hook in task.hooks]
+  if len(set(names)) != len(names):
+    raise ValueError(f"Task.hooks: names must be unique, got {names}")
+
+  def host_state():
+    return {hook.name: hook.state() for hook in task.hooks} if task.hooks else None
+
   if resumed_from is not None:
     state = checkpointer.restore(abstract_state, data_iterator)
+    if task.hooks:
+      saved = checkpointer.restore_host(host_state(), resumed_from)
+      for hook in task.hooks:
+        hook.restore(saved[hook.name])
   else:
     state = jax.jit(init, out_shardings=state_shardings)(task.initial_params)
   start = int(state.step)
@@ -275,9 +313,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
   started = time.perf_counter()
   try:
     for step in range(start, tc.total_steps):
+      host_metrics: dict[str, float] = {}
+      for hook in task.hooks:
+        host_metrics.update(hook.before_step(step, lambda: all_params(state.params)) or {})
       batch = sharding_lib.shard_batch(next(data_iterator), mesh)
       state, metrics = step_fn(state, batch, frozen)
-      metrics = jax.device_get(metrics)
+      metrics = {**jax.device_get(metrics), **host_metrics}
       if not math.isfinite(float(metrics["loss"])):
         checkpointer.wait()
         raise NonFiniteLossError(
@@ -295,7 +336,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Task) -> TrainR
         progress.set_postfix(loss=f"{summary['loss']:.4f}")
         window, started = [], time.perf_counter()
       if done % tc.checkpoint_every == 0 or done == tc.total_steps:
-        checkpointer.save(done, state, data_iterator)
+        checkpointer.save(done, state, data_iterator, host=host_state())
         if task.export_fn is not None and jax.process_index() == 0:
           task.export_fn(all_params(state.params), done, workdir)
       if task.eval_fn is not None and tc.eval_every and (done % tc.eval_every == 0 or done == tc.total_steps):

@@ -253,3 +253,60 @@ def test_trainable_split_freezes_the_rest_without_optimizer_state_or_checkpoint(
   with pytest.raises(ValueError, match=r"Task.trainable: \['nothing'\] matches no parameter"):
     dataclasses.replace(task, trainable=("nothing",)).split({"w": jnp.zeros(D)})
 
+
+
+class _SnapshotHook(train_lib.HostHook):
+  """Every 4 steps keeps a copy of w; the data pipeline reads it (a stand-in for REALM's refreshed index)."""
+
+  name = "snapshot"
+
+  def __init__(self):
+    self.w = np.zeros(D, np.float32)
+    self.taken_at = np.full((), -1, np.int32)
+    self.seen_by_batch = []
+
+  def before_step(self, step, params):
+    if step % 4 == 0:
+      self.w = np.array(jax.device_get(params()["w"]))
+      self.taken_at = np.full((), step, np.int32)
+    return {"snapshot_age": float(step - self.taken_at)}
+
+  def state(self):
+    return {"w": self.w, "taken_at": self.taken_at}
+
+  def restore(self, tree):
+    self.w, self.taken_at = np.asarray(tree["w"]), np.asarray(tree["taken_at"])
+
+  def shift(self, batch):
+    self.seen_by_batch.append(int(self.taken_at))
+    return {**batch, "y": batch["y"] + np.float32(0.5) * self.w.sum()}
+
+
+def _hooked_task(hook):
+  task = _task(16)
+  inner = task.train_data
+  return dataclasses.replace(task, train_data=lambda i, n: inner(i, n).map(hook.shift), hooks=(hook,))
+
+
+def test_host_hook_runs_before_each_batch_and_its_state_resumes_bitwise(tmp_path):
+  full_hook = _SnapshotHook()
+  full = train_lib.train(_config(total_steps=12, checkpoint_every=6, log_every=1), str(tmp_path / "a"), _hooked_task(full_hook))
+  # The batch of step s saw the snapshot taken at the last multiple of 4 <= s: the hook ran first.
+  assert full_hook.seen_by_batch == [s - s % 4 for s in range(12)]
+  assert [h["snapshot_age"] for h in full.history] == [float(s % 4) for s in range(12)]
+
+  train_lib.train(_config(total_steps=6, checkpoint_every=6), str(tmp_path / "b"), _hooked_task(_SnapshotHook()))
+  resumed_hook = _SnapshotHook()
+  resumed = train_lib.train(_config(total_steps=12, checkpoint_every=6), str(tmp_path / "b"), _hooked_task(resumed_hook))
+  assert resumed.resumed_from == 6 and resumed_hook.seen_by_batch[0] == 4  # restored, not re-taken at step 6
+  np.testing.assert_array_equal(np.asarray(resumed.params["w"]), np.asarray(full.params["w"]))
+  np.testing.assert_array_equal(resumed_hook.w, full_hook.w)
+
+  # Without its host state the resumed run would read a zero snapshot at steps 6-7 and end elsewhere.
+  class Forgetful(_SnapshotHook):
+    def restore(self, tree):
+      pass
+
+  shutil.copytree(tmp_path / "b" / "checkpoints" / "6", tmp_path / "c" / "checkpoints" / "6")
+  forgot = train_lib.train(_config(total_steps=12, checkpoint_every=6), str(tmp_path / "c"), _hooked_task(Forgetful()))
+  assert not np.array_equal(np.asarray(forgot.params["w"]), np.asarray(full.params["w"]))
