@@ -160,7 +160,9 @@ def join(query_ids_BxLq: Array, query_mask_BxLq: Array, doc_ids_BxKxLd: Array, d
 
 
 def init_params(model: Realm, key: Array, query_len: int, doc_len: int, num_masks: int) -> Any:
-  """Random params for every network at the given row sizes."""
+  """Random params for every network at the given row sizes (jitted: an eager Flax init of three BERTs is slow)."""
   q = jnp.zeros((1, query_len), jnp.int32)
   d = jnp.zeros((1, doc_len), jnp.int32)
-  return model.init(key, q, jnp.ones_like(q), d, jnp.ones_like(d), jnp.zeros((1, num_masks), jnp.int32))["params"]
+  init = jax.jit(lambda key: model.init(key, q, jnp.ones_like(q), d, jnp.ones_like(d), jnp.zeros((1, num_masks),
+                                                                                                    jnp.int32)))
+  return init(key)["params"]
