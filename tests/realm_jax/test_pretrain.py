@@ -1,0 +1,145 @@
+"""realm_jax.pretrain end to end on a tiny synthetic corpus: the logged signals, kill + resume keeps the index and
+the params bitwise, 8 devices give the 1-device loss, bad configs are one-line errors before any work."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from core import checkpoint as checkpoint_lib
+from core import config as config_lib
+from tests.helpers import REPO, load_config
+
+CONFIG = os.path.join(REPO, "configs/realm/pretrain.py")
+TINY = {
+  "model.hidden_size": 32,
+  "model.num_layers": 1,
+  "model.num_heads": 2,
+  "model.intermediate_size": 64,
+  "realm.proj_size": 16,
+  "realm.k": 2,
+  "realm.refresh_every": 3,
+  "realm.embed_batch": 8,
+  "realm.eval_queries": 8,
+  "data.num_entities": 6,
+  "data.query_len": 24,
+  "data.doc_len": 48,
+  "data.max_masks": 4,
+  "train.batch_size": 8,
+  "train.total_steps": 4,
+  "train.log_every": 1,
+  "train.eval_every": 4,
+  "train.checkpoint_every": 2,
+  "train.progress": False,
+  "train.async_checkpoints": False,
+  "optimizer.warmup_steps": 1,
+}
+
+
+def _config(**overrides):
+  return load_config(CONFIG, None, {**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  from realm_jax import pretrain
+
+  workdir = str(tmp_path_factory.mktemp("realm_full"))
+  return workdir, pretrain.train_and_evaluate(_config(), workdir)
+
+
+def test_the_run_logs_realm_signals_and_writes_its_index(uninterrupted):
+  workdir, result = uninterrupted
+  train = [h for h in result.history if h["split"] == "train"]
+  assert [h["index_staleness"] for h in train] == [0.0, 1.0, 2.0, 0.0]  # refreshed at steps 0 and 3
+  for name in ("retrieval_utility", "gold_recall_at_k", "p_null", "log_p_y_given_x", "accuracy"):
+    assert all(np.isfinite(h[name]) for h in train), name
+  assert all(0.0 < h["p_null"] < 1.0 for h in train)
+  final = json.load(open(os.path.join(workdir, "results.json")))
+  assert final["index_refreshes"] == 2 and final["index_embedded_at"] == 3
+  assert {"accuracy", "null_accuracy", "gold_recall_at_k"} <= set(final["final_eval"])
+  assert np.load(os.path.join(workdir, "index", "embeddings.npy")).shape == (12, 16)
+
+
+def test_kill_and_resume_keeps_the_index_and_the_params_bitwise(uninterrupted, tmp_path):
+  from realm_jax import pretrain
+
+  full_dir, full = uninterrupted
+  workdir = str(tmp_path / "resumed")
+  pretrain.train_and_evaluate(_config(**{"train.total_steps": 2}), workdir)
+  template = {"index": pretrain.make_task(_config())[1].index.state()}
+  saved = checkpoint_lib.Checkpointer(workdir).restore_host(template, 2)["index"]
+  assert int(saved["embedded_at"]) == 0  # the step-0 index, which steps 1-2 read and the resumed step 2 must read
+  resumed = pretrain.train_and_evaluate(_config(), workdir)
+  assert resumed.resumed_from == 2
+  for a, b in zip(_leaves(full.params), _leaves(resumed.params)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(np.load(os.path.join(workdir, "index", "embeddings.npy")),
+                                np.load(os.path.join(full_dir, "index", "embeddings.npy")))
+  restarted = [h for h in resumed.history if h["split"] == "train"]
+  assert [h["index_staleness"] for h in restarted] == [2.0, 0.0]  # step 2 used the restored index, no refresh
+
+
+def _leaves(tree):
+  import jax
+
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+_EIGHT_DEVICES = """
+import json, sys
+from realm_jax import pretrain
+from tests.helpers import load_config
+config = load_config("configs/realm/pretrain.py", None, json.loads(sys.argv[1]))
+result = pretrain.train_and_evaluate(config, sys.argv[2])
+print(json.dumps([h["loss"] for h in result.history if h["split"] == "train"]))
+"""
+
+
+def test_eight_devices_give_the_one_device_loss(uninterrupted, tmp_path):
+  """Batch rows, the corpus embedding and the parameters' optimizer sharded over 8 host devices: same losses."""
+  _, one = uninterrupted
+  overrides = {**TINY, "train.eval_every": 0}
+  env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  out = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES, json.dumps(overrides), str(tmp_path)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  eight = json.loads(out.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(eight, [h["loss"] for h in one.history if h["split"] == "train"], rtol=2e-5)
+
+
+@pytest.mark.parametrize(
+  "overrides, message",
+  [
+    ({"realm.k": 12}, r"^realm\.k: 12 is larger than the corpus of 12 documents"),
+    ({"realm.refresh_every": 0}, r"^realm\.refresh_every: .*>= 1"),
+    ({"realm.index_backend": "faiss"}, r"^realm\.index_backend: .*faiss"),
+    ({"data.corpus": "enwik8"}, r"^data\.corpus: .*enwik8"),
+    ({"data.masking": "whole_word"}, r"^data\.masking: .*whole_word"),
+    ({"data.max_masks": 24}, r"^data\.max_masks: 24 must be < data\.query_len"),
+    ({"data.doc_len": 500}, r"^data\.doc_len: join\(x, z\) of 523 tokens exceeds"),
+    ({"realm.proj_size": 0}, r"^model: proj_size must be a positive int"),
+    ({"init_from": "/no/such/dir"}, r"^init_from: '/no/such/dir' is neither a directory"),
+    ({"retriever_from": "/no/such/ict"}, r"^retriever_from: '/no/such/ict' is neither a directory"),
+  ],
+)
+def test_bad_configs_are_one_line_errors_before_any_work(overrides, message, tmp_path):
+  from realm_jax import pretrain
+
+  with pytest.raises(config_lib.ConfigError, match=message) as error:
+    pretrain.validate(_config(**overrides))
+  assert "\n" not in str(error.value)
+
+
+def test_the_entry_point_refuses_a_bad_config_in_one_line_and_writes_nothing(tmp_path):
+  workdir = tmp_path / "untouched"
+  out = subprocess.run(
+    [sys.executable, "-m", "realm_jax.pretrain", f"--config={CONFIG}", f"--workdir={workdir}", "--config.realm.k=0"],
+    cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=300,
+  )
+  assert out.returncode == 2
+  assert out.stderr.strip().splitlines()[-1].startswith("error: realm.k: ")
+  assert not workdir.exists()
