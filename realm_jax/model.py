@@ -28,6 +28,7 @@ import numpy as np
 from core import bert as bert_lib
 
 Array = jax.Array
+POOLINGS = ("cls", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,16 +37,22 @@ class RealmConfig:
 
   encoder: bert_lib.BertConfig
   proj_size: int = 128
+  # What the projection reads: 'cls' (the paper's [CLS] vector) or 'mean' (the mean over real tokens, how
+  # sentence-transformers checkpoints such as the bundled MiniLM were trained to embed).
+  pooling: str = "cls"
 
   def validate(self) -> RealmConfig:
     self.encoder.validate()
     if not isinstance(self.proj_size, int) or isinstance(self.proj_size, bool) or self.proj_size < 1:
       raise ValueError(f"proj_size must be a positive int, got {self.proj_size!r}")
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling: unknown value {self.pooling!r} (allowed: {', '.join(POOLINGS)})")
     return self
 
 
 class Embedder(nn.Module):
-  """Embed(x) = W_proj · BERT_CLS(x) (§3.2, Eq. 1; claim 1 steps 2-3). Params {'encoder', 'projection'}."""
+  """Embed(x) = W_proj · BERT_CLS(x) (§3.2, Eq. 1; claim 1 steps 2-3); `RealmConfig.pooling='mean'` reads the mean
+  over real tokens instead of [CLS]. Params {'encoder', 'projection'}."""
 
   config: RealmConfig
 
@@ -62,7 +69,8 @@ class Embedder(nn.Module):
       kernel_init=nn.initializers.truncated_normal(stddev=cfg.initializer_range),
       name="projection",
     )
-    return projection(hidden_BxLxH[:, 0]).astype(jnp.float32)
+    pooled_BxH = hidden_BxLxH[:, 0] if self.config.pooling == "cls" else bert_lib.mean_pool(hidden_BxLxH, mask_BxL)
+    return projection(pooled_BxH.astype(cfg.compute_dtype)).astype(jnp.float32)
 
 
 class KnowledgeAugmentedEncoder(nn.Module):

@@ -44,7 +44,9 @@ EVAL_KEY = 4321
 def model_config(config: ml_collections.ConfigDict) -> model_lib.RealmConfig:
   try:
     encoder = bert_lib.from_model_section(config_lib.get(config, "model"))
-    return model_lib.RealmConfig(encoder, config_lib.get(config, "realm.proj_size")).validate()
+    return model_lib.RealmConfig(
+      encoder, config_lib.get(config, "realm.proj_size"), config_lib.get(config, "realm.pooling")
+    ).validate()
   except (TypeError, ValueError) as e:
     raise config_lib.ConfigError(f"model: {' '.join(str(e).split())}") from None
 

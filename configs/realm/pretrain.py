@@ -46,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.realm = ml_collections.ConfigDict(
     dict(
       proj_size=128,  # d of Embed_input / Embed_doc (§4)
+      pooling="mean" if arg.size == "minilm" else "cls",  # cls (paper) | mean (how MiniLM was trained to embed)
       k=8 if arg.paper else 4,  # retrieved documents per query, ∅ added (paper: 8)
       refresh_every=500 if arg.paper else 20,  # steps between index refreshes (paper: "about every 500 steps")
       index_backend="exact",  # exact (core.mips on the device) | scann (host)
