@@ -1,8 +1,8 @@
 """Inverse Cloze Task examples: a sentence of a document as the pseudo-query, the rest of the document as its context.
 
-ORQA, Lee et al. 2019, arXiv 1906.00300 §5 (ICT: "a sentence is treated as a pseudo-question, and its context is
-treated as pseudo-evidence"; the sentence is removed from the context 90% of the time, so the retriever learns more
-than word matching but still rewards it); REALM, arXiv 2002.08909 §3.4 "ICT warm start"; US 11,003,865 claim 1,
+ORQA, Lee et al. 2019, arXiv 1906.00300 §5 (ICT: given a sentence, predict its context, the inverse of a cloze; the
+sentence is removed from the context 90% of the time, so the retriever learns more than word matching yet keeps
+matching words when it can); REALM, arXiv 2002.08909 §3.4 "ICT warm start"; US 11,003,865 claim 1,
 steps 2-3 (the input embedding and the document embedding functions this data trains).
 
 Every example is a pure function of (seed, stream, epoch, document index) through `np.random.Generator`s seeded with
