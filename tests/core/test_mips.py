@@ -54,6 +54,30 @@ def test_exact_topk_k_equals_n_and_bf16():
   assert scores.dtype == np.float32
 
 
+def test_two_stage_topk_matches_numpy():
+  # N=5,000 in tiles of 1,024 rows (4 tiles + a 904-row tail): several tiles and groups, k below and above a group.
+  rng = np.random.default_rng(4)
+  query_QxD = rng.normal(size=(50, 16)).astype(np.float32)
+  database_NxD = rng.normal(size=(5000, 16)).astype(np.float32)
+  for k, group, chunk in [(10, 16, None), (40, 8, 7), (1, 4, None)]:
+    assert mips._uses_two_stage(5000, k, 1024, group)
+    scores, idx = mips.exact_topk(query_QxD, database_NxD, k, tile_rows=1024, group=group, query_chunk=chunk)
+    ref_scores, ref_idx = _numpy_topk(query_QxD, database_NxD, k)
+    np.testing.assert_array_equal(np.asarray(idx), ref_idx, err_msg=f"k={k} group={group}")
+    np.testing.assert_allclose(np.asarray(scores), ref_scores, rtol=1e-5, atol=1e-5)
+  # Many exact ties (integer vectors): the lower index wins, as in a stable argsort and the one-stage path.
+  query_QxD = rng.integers(-2, 3, size=(20, 4)).astype(np.float32)
+  database_NxD = rng.integers(-2, 3, size=(5000, 4)).astype(np.float32)
+  _, idx = mips.exact_topk(query_QxD, database_NxD, 40, tile_rows=1024, group=16)
+  np.testing.assert_array_equal(np.asarray(idx), _numpy_topk(query_QxD, database_NxD, 40)[1])
+  np.testing.assert_array_equal(np.asarray(idx), np.asarray(mips._one_stage_exact_topk(query_QxD, database_NxD, 40)[1]))
+  # Sharded over a 1-device mesh, N=5,000 >= the default 4,096-row tile: the two-stage path per shard.
+  _, idx = mips.sharded_exact_topk(query_QxD[:, :4], database_NxD, 10, jax.make_mesh((1,), ("data",)))
+  np.testing.assert_array_equal(np.asarray(idx), _numpy_topk(query_QxD, database_NxD, 10)[1])
+  with pytest.raises(ValueError, match="tile_rows=0"):
+    mips.exact_topk(query_QxD, database_NxD, 1, tile_rows=0)
+
+
 def test_sharded_single_device_matches_exact():
   rng = np.random.default_rng(2)
   query_QxD = rng.normal(size=(9, 16)).astype(np.float32)
@@ -85,6 +109,11 @@ _SHARDED_SCRIPT = textwrap.dedent("""
     database_NxD = rng.normal(size=(999, 24)).astype(np.float32)
     _, idx = mips.sharded_exact_topk(query_QxD, database_NxD, 10, mesh2)
     np.testing.assert_array_equal(np.asarray(idx), np.asarray(mips.exact_topk(query_QxD, database_NxD, 10)[1]))
+    # 4,097 rows per shard (5 padded on the last): the two-stage tiled path on every shard.
+    database_NxD = rng.normal(size=(8 * 4096 + 3, 24)).astype(np.float32)
+    _, idx = mips.sharded_exact_topk(query_QxD, database_NxD, 10, mesh)
+    scores_QxN = query_QxD.astype(np.float64) @ database_NxD.astype(np.float64).T
+    np.testing.assert_array_equal(np.asarray(idx), np.argsort(-scores_QxN, axis=1, kind='stable')[:, :10])
     print('SHARDED_OK')
 """)
 
@@ -135,6 +164,17 @@ def test_scann_recall_and_save_load(clustered, tmp_path):
   assert loaded.meta == index.meta
   _, idx_par = loaded.search(query_QxD, 10, parallel=True)
   np.testing.assert_array_equal(idx_par, idx)
+
+
+def test_scann_search_overrides(clustered):
+  database_NxD, query_QxD = clustered
+  _, exact_idx = mips.exact_topk(query_QxD, database_NxD, 10)
+  index = mips.ScannIndex.build(database_NxD, 10, num_leaves_to_search=2)
+  recall_two = mips.recall_at_k(index.search(query_QxD)[1], exact_idx)
+  _, idx_all = index.search(query_QxD, num_leaves_to_search=index.meta["num_leaves"], reorder=500)
+  assert mips.recall_at_k(idx_all, exact_idx) > max(recall_two, 0.99)
+  with pytest.raises(ValueError, match="reorder=0"):
+    index.search(query_QxD, reorder=0)
 
 
 def test_scann_brute_force_small(clustered):
