@@ -43,6 +43,7 @@ bench: data $(BENCH_STAMP)
 	$(PY) -m benchmarks.core.matmul_peak
 	$(PY) -m benchmarks.core.train_step_mfu
 	$(PY) -m benchmarks.core.mips_vs_scann
+	$(PY) -m benchmarks.realm.mips
 	$(PY) -m benchmarks.electra.step_vs_torch --size small
 	$(PY) -m benchmarks.electra.compute_matched
 	$(PY) -m benchmarks.reformer.attention_scaling
