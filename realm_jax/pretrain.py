@@ -77,15 +77,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"{cfg.encoder.max_position_embeddings}"
     )
   config_lib.check_int(config, "data.num_entities", minimum=2)
+  config_lib.check_choice(config, "data.synthetic_corpus", ("profiles", "profiles_and_biographies"))
   config_lib.check_range(config, "data.heldout_fraction", 0.0, 1.0)
   config_lib.check_int(config, "data.max_docs", minimum=0)
   config_lib.check_int(config, "data.max_queries", minimum=0)
   config_lib.check_int(config, "realm.k", minimum=1)
-  if config.data.corpus == "synthetic" and config.realm.k > 2 * config.data.num_entities - 1:
-    raise config_lib.ConfigError(
-      f"realm.k: {config.realm.k} is larger than the corpus of {2 * config.data.num_entities} documents minus the "
-      "query's own"
-    )
+  if config.data.corpus == "synthetic":
+    size = config.data.num_entities * (1 if config.data.synthetic_corpus == "profiles" else 2)
+    if config.realm.k > size - 1:
+      raise config_lib.ConfigError(f"realm.k: {config.realm.k} is larger than the corpus of {size} documents minus one")
   if config.data.corpus == "bundled" and 0 < config.data.max_docs <= config.realm.k:
     raise config_lib.ConfigError(f"realm.k: {config.realm.k} must be < data.max_docs {config.data.max_docs}")
   config_lib.check_int(config, "realm.refresh_every", minimum=1)
@@ -104,14 +104,14 @@ def build_data(config: ml_collections.ConfigDict, tokenizer) -> tuple[list, data
     from realm_jax import synthetic
 
     kb = synthetic.synthetic_knowledge(d.num_entities, d.heldout_fraction, seed=config.seed)
-    documents = kb.documents
+    documents, ids = synthetic.retrieval_corpus(kb, d.synthetic_corpus)
 
     def arrays(queries, seed):
       return data_lib.masked_queries(
         tokenizer,
         [q.text for q in queries],
-        source_docs=[q.source_doc_id for q in queries],
-        gold_docs=[[q.gold_doc_id] for q in queries],
+        source_docs=[ids.get(q.source_doc_id, -1) for q in queries],  # -1: the biography is not in Z
+        gold_docs=[[ids[q.gold_doc_id]] for q in queries],
         spans=[q.answer_span for q in queries],
         query_len=d.query_len,
         max_masks=d.max_masks,

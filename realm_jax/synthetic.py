@@ -136,3 +136,23 @@ def synthetic_knowledge(
     (held if name in heldout else train).extend(queries)
   chance = {k: 1.0 / len(a.values) for k, a in attributes.items()}
   return SyntheticKnowledge(documents, train, held, entities, tuple(n for n in names if n in heldout), chance)
+
+
+CORPUS_KINDS = ("profiles", "profiles_and_biographies")
+
+
+def retrieval_corpus(kb: SyntheticKnowledge, kind: str = "profiles") -> tuple[list[Document], dict[int, int]]:
+  """The knowledge corpus Z the retriever searches, and the map from `kb.documents` ids to its ids.
+
+  'profiles': Z holds the profiles only (doc i = entity i's profile) and the biographies are pretraining text X
+  outside Z — REALM's own setting when it pretrains on CC-News and retrieves from Wikipedia (§4, Table 1), so no
+  document needs excluding. 'profiles_and_biographies': Z = every document (ids unchanged); a query's biography is
+  then in Z and must be excluded (§3.4), and the other entities' biographies, written with the query's own
+  templates, are the distractors a retriever must learn to pass over.
+  """
+  if kind not in CORPUS_KINDS:
+    raise ValueError(f"synthetic corpus: unknown value {kind!r} (allowed: {', '.join(CORPUS_KINDS)})")
+  if kind == "profiles_and_biographies":
+    return list(kb.documents), {d.doc_id: d.doc_id for d in kb.documents}
+  profiles = kb.documents[0::2]
+  return [Document(i, d.title, d.text) for i, d in enumerate(profiles)], {d.doc_id: i for i, d in enumerate(profiles)}

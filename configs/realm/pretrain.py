@@ -37,7 +37,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       query_len=32 if synthetic else 64,
       doc_len=80 if synthetic else (288 if arg.paper else 128),
       max_masks=6 if synthetic else 10,  # the reference's max_masks = 10
-      num_entities=100,  # synthetic: entities (2 documents each) and the held-out share
+      num_entities=100,  # synthetic: entities (a profile and a biography each) and the held-out share
+      synthetic_corpus="profiles",  # Z: profiles (biographies = pretraining text X) | profiles_and_biographies
       heldout_fraction=0.2,
       max_docs=0,  # bundled: 0 = the whole WordNet + Wikipedia corpus (122,121 documents)
       max_queries=0,  # bundled: 0 = every sentence with a salient span

@@ -61,7 +61,7 @@ def test_the_run_logs_realm_signals_and_writes_its_index(uninterrupted):
   final = json.load(open(os.path.join(workdir, "results.json")))
   assert final["index_refreshes"] == 2 and final["index_embedded_at"] == 3
   assert {"accuracy", "null_accuracy", "gold_recall_at_k"} <= set(final["final_eval"])
-  assert np.load(os.path.join(workdir, "index", "embeddings.npy")).shape == (12, 16)
+  assert np.load(os.path.join(workdir, "index", "embeddings.npy")).shape == (6, 16)  # the 6 profiles
 
 
 def test_kill_and_resume_keeps_the_index_and_the_params_bitwise(uninterrupted, tmp_path):
@@ -114,7 +114,9 @@ def test_eight_devices_give_the_one_device_loss(uninterrupted, tmp_path):
 @pytest.mark.parametrize(
   "overrides, message",
   [
-    ({"realm.k": 12}, r"^realm\.k: 12 is larger than the corpus of 12 documents"),
+    ({"realm.k": 6}, r"^realm\.k: 6 is larger than the corpus of 6 documents minus one$"),
+    ({"realm.k": 12, "data.synthetic_corpus": "profiles_and_biographies"}, r"^realm\.k: 12 is larger than the corpus of 12"),
+    ({"data.synthetic_corpus": "novels"}, r"^data\.synthetic_corpus: .*novels"),
     ({"realm.refresh_every": 0}, r"^realm\.refresh_every: .*>= 1"),
     ({"realm.index_backend": "faiss"}, r"^realm\.index_backend: .*faiss"),
     ({"data.corpus": "enwik8"}, r"^data\.corpus: .*enwik8"),
