@@ -43,6 +43,7 @@ def test_model_sections_state_every_bertconfig_field():
     ("configs/core/bert_mlm.py", "mini"),
     ("configs/electra/small.py", None),
     ("configs/electra/glue.py", "task=rte,size=base"),
+    ("configs/realm/ict.py", "size=minilm"),
   ]:
     assert set(load_config(os.path.join(REPO, path), arg).model) == fields, path
 
@@ -85,6 +86,8 @@ ENTRY_POINTS = [
   ("reformer_jax.train", "configs/reformer/char_lm.py", None),
   ("reformer_jax.train", "configs/reformer/listops.py", None),
   ("lora_jax.finetune", "configs/lora/cpu.py", None),
+  ("realm_jax.ict", "configs/realm/ict.py", None),
+  ("realm_jax.ict", "configs/realm/ict.py", "corpus=wikipedia"),
 ]
 # Negative values with a documented meaning; any other negative value that validates is a hole.
 NEGATIVE_SENTINELS = {("mesh.data", -1), ("train.inject_nan_at_step", -1)}
