@@ -14,7 +14,7 @@ Examples: `realm_jax.ict_data` (a sentence as the query, removed from its contex
 single-sentence documents skipped). Evaluation: recall@1 / @5 of each held-out document's fixed pseudo-query finding
 its source document among the corpus by exact search (`core.mips.exact_topk`), the held-out documents never being
 training examples. Init: random, or `init_from` 'minilm' / a HuggingFace BERT directory loaded into both encoders;
-the 128-d projections are random either way.
+the 128-d projections are random either way. `realm.pooling` reads [CLS] (the paper) or the token mean (MiniLM).
 Shape suffixes: B batch, L length, N documents, Q queries, K neighbours, D = proj_size.
 """
 
@@ -83,15 +83,17 @@ def ict_loss(query_BxD: Array, context_BxD: Array) -> tuple[Array, Array]:
 
 
 def realm_config(config: ml_collections.ConfigDict) -> model_lib.RealmConfig:
-  """The embedders' shape: the `model` section (BertConfig fields) and `retriever.proj_size`."""
-  return model_lib.RealmConfig(pretraining.model_config(config), config_lib.get(config, "retriever.proj_size"))
+  """The embedders: the `model` section (BertConfig fields), `realm.proj_size` and `realm.pooling`."""
+  realm = config_lib.get(config, "realm")
+  return model_lib.RealmConfig(pretraining.model_config(config), realm.proj_size, realm.pooling)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """One-line ConfigErrors before any data is read or any directory is written."""
   train_lib.validate(config)
   encoder = pretraining.model_config(config)
-  config_lib.check_int(config, "retriever.proj_size", minimum=1)
+  config_lib.check_int(config, "realm.proj_size", minimum=1)
+  config_lib.check_choice(config, "realm.pooling", model_lib.POOLINGS)
   micro = config.train.batch_size // config.train.grad_accum_steps
   if micro < 2:
     raise config_lib.ConfigError(
@@ -278,7 +280,7 @@ def load_retriever(workdir: str, step: int | None = None) -> dict[str, Any]:
   step = spec.steps[-1] if step is None else step
   if step not in spec.steps:
     raise config_lib.ConfigError(f"workdir: {spec.workdir} has no checkpoint step {step} (have {list(spec.steps)})")
-  cfg = model_lib.RealmConfig(pretrained.run_model_config(Path(spec.workdir)), spec.proj_size)
+  cfg = model_lib.RealmConfig(pretrained.run_model_config(Path(spec.workdir)), spec.proj_size, spec.pooling)
   expected = jax.eval_shape(lambda: IctRetriever(cfg).init(jax.random.key(0), *_dummy_rows(2, 4))["params"])
   checkpointer = checkpoint_lib.Checkpointer(spec.workdir, async_save=False)
   try:

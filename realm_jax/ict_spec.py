@@ -2,8 +2,8 @@
 
 REALM, arXiv 2002.08909 §3.4 "ICT warm start" (the pretraining run starts Embed_input and Embed_doc from the ICT
 run); US 11,003,865 claim 1, steps 2-3 (the two learned embedding functions). `core.train` saves the run's config
-as WORKDIR/config.json; its `model` section (`core.bert.BertConfig` fields) and `retriever.proj_size` are the shapes
-of both embedders. Standard library only, so a validator can call it before any work starts.
+as WORKDIR/config.json; its `model` section (`core.bert.BertConfig` fields), `realm.proj_size` and `realm.pooling`
+describe both embedders. Standard library only, so a validator can call it before any work starts.
 """
 
 from __future__ import annotations
@@ -37,15 +37,18 @@ def _fields(section: Any) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class RetrieverSpec:
-  """An ICT run's retriever: encoder fields (its `model` section), projection size, checkpointed steps."""
+  """An ICT run's retriever: encoder fields (its `model` section), projection size, pooling, checkpointed steps."""
 
   workdir: str
   model: dict[str, Any]
   proj_size: int
+  pooling: str
   steps: tuple[int, ...]
 
-  def check(self, model_section: Mapping[str, Any] | Any, proj_size: int, field: str = "retriever_from") -> None:
-    """One-line ConfigError `<field>: ...` naming the first shape that differs from this run's."""
+  def check(
+    self, model_section: Mapping[str, Any] | Any, proj_size: int, pooling: str = "cls", field: str = "retriever_from"
+  ) -> None:
+    """One-line ConfigError `<field>: ...` naming the first shape (or the pooling) that differs from this run's."""
     ours = _fields(model_section)
     for name in SHAPE_FIELDS:
       if ours.get(name) != self.model.get(name):
@@ -55,8 +58,12 @@ class RetrieverSpec:
         )
     if proj_size != self.proj_size:
       raise ConfigError(
-        f"{field}: the ICT retriever in {self.workdir} has retriever.proj_size = {self.proj_size}, "
+        f"{field}: the ICT retriever in {self.workdir} has realm.proj_size = {self.proj_size}, "
         f"this run has {proj_size!r}"
+      )
+    if pooling != self.pooling:
+      raise ConfigError(
+        f"{field}: the ICT retriever in {self.workdir} has realm.pooling = {self.pooling!r}, this run has {pooling!r}"
       )
 
 
@@ -77,10 +84,12 @@ def retriever_spec(workdir: str, field: str = "retriever_from") -> RetrieverSpec
   try:
     with open(path) as f:
       saved = json.load(f)
-    model, proj_size = _fields(saved["model"]), saved["retriever"]["proj_size"]
+    model, realm = _fields(saved["model"]), saved["realm"]
+    proj_size, pooling = int(realm["proj_size"]), str(realm["pooling"])
   except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-    raise ConfigError(f"{field}: {path} is not an ICT run's config (no model / retriever.proj_size: {e!r})") from None
+    what = "model, realm.proj_size, realm.pooling"
+    raise ConfigError(f"{field}: {path} is not an ICT run's config (needs {what}; {e!r})") from None
   steps = checkpoint_steps(os.path.dirname(path))
   if not steps:
     raise ConfigError(f"{field}: {str(workdir)!r} has no checkpoint yet (checkpoints/<N>/state)")
-  return RetrieverSpec(os.path.dirname(path), model, int(proj_size), steps)
+  return RetrieverSpec(os.path.dirname(path), model, proj_size, pooling, steps)

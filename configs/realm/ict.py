@@ -50,7 +50,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict({**ENCODER, **common.SIZES[size]})
   if size == "tiny":  # measured: with dropout 0.1 the tiny retriever leaves the uniform-score plateau ~150 steps later
     config.model.update(dict(hidden_dropout_rate=0.0, attention_dropout_rate=0.0))
-  config.retriever = ml_collections.ConfigDict(dict(proj_size=128))  # d = 128 (REALM §3.2)
+  config.realm = ml_collections.ConfigDict(  # the embedders' head, as in configs/realm/pretrain.py
+    dict(
+      proj_size=128,  # d = 128 (REALM §3.2)
+      pooling="mean" if size == "minilm" else "cls",  # cls (paper) | mean (how MiniLM was trained to embed)
+    )
+  )
   config.init_from = "minilm" if size == "minilm" else ""  # '' (random) | 'minilm' | a HuggingFace BERT directory
   config.data = ml_collections.ConfigDict(
     dict(

@@ -22,7 +22,7 @@ TINY = {
   "model.intermediate_size": 64,
   "model.hidden_dropout_rate": 0.0,
   "model.attention_dropout_rate": 0.0,
-  "retriever.proj_size": 16,
+  "realm.proj_size": 16,
   "data.num_entities": 10,
   "data.query_len": 24,
   "data.doc_len": 80,
@@ -174,11 +174,13 @@ def test_retriever_spec_checks_shapes_in_one_line(run):
 
   config, workdir, _ = run
   spec = ict.retriever_spec(workdir)
-  spec.check(config.model, config.retriever.proj_size)
+  spec.check(config.model, config.realm.proj_size, config.realm.pooling)
   with pytest.raises(config_lib.ConfigError, match=r"^retriever_from: .* model.hidden_size = 32, this run has 64$"):
     spec.check({**config.model.to_dict(), "hidden_size": 64}, 16)
-  with pytest.raises(config_lib.ConfigError, match=r"retriever.proj_size = 16, this run has 128$"):
+  with pytest.raises(config_lib.ConfigError, match=r"realm.proj_size = 16, this run has 128$"):
     spec.check(config.model, 128)
+  with pytest.raises(config_lib.ConfigError, match=r"realm.pooling = 'cls', this run has 'mean'$"):
+    spec.check(config.model, 16, "mean")
   with pytest.raises(config_lib.ConfigError, match=r"^workdir: .* holds no config.json"):
     ict.load_retriever(os.path.join(workdir, "nope"))
 
