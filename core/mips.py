@@ -22,7 +22,7 @@ import numpy as np
 
 # Upper bound on the fp32 score block materialised at once by the one-stage path (elements): 2**26 = 256 MB.
 _SCORE_BUDGET = 1 << 26
-# Two-stage path: database rows scored per tile, columns per group, and scores per (query chunk x tile) block.
+# Two-stage path: database rows scored per tile, rows per group, and scores per (query chunk x tile) block.
 # Measured on XLA:CPU (2 cores, 1M x 128, 1,024 queries, k=10) by benchmarks/realm/mips.py.
 _TILE_ROWS = 4096
 _GROUP = 32
@@ -89,42 +89,39 @@ def _one_stage_topk(query_QxD, database_NxD, k: int, query_chunk: int, num_valid
 def _two_stage_topk(query_QxD, database_NxD, k: int, query_chunk: int, num_valid, row_offset, tile_rows, group):
   """Exact top-k in two stages, scanning the database tile_rows rows at a time.
 
-  Stage 1: per tile, the max score of each group of `group` consecutive rows, and that tile's top-k groups;
-  the top-k groups over all tiles then hold the top-k rows (a row outside them is beaten by the k group
-  maxima, each of which is a row; with ties broken towards the lower index, as `lax.top_k` does).
-  Stage 2: the k·group rows of those groups, in ascending row order, are rescored (gathered rows, fp32)
-  and reduced by one `lax.top_k`. The N mod tile_rows tail rows go through the one-stage path.
-  Scores are never materialised beyond [query_chunk, tile_rows].
+  Stage 1: the max score of each group of `group` consecutive rows, written tile by tile into a
+  [query_chunk, N / group] buffer, then one `lax.top_k` over it: the top-k groups hold the top-k rows (a row
+  outside them is beaten by the k group maxima, each of which is a row; with ties broken towards the lower
+  index, as `lax.top_k` does). Stage 2: the k·group rows of those groups, in ascending row order, are
+  rescored (gathered rows, fp32) and reduced by one `lax.top_k`. The N mod tile_rows tail rows go through
+  the one-stage path. Scores are never materialised beyond [query_chunk, tile_rows].
   """
   num_rows = database_NxD.shape[0]
   num_tiles = num_rows // tile_rows
   tail_start = num_tiles * tile_rows
   groups_per_tile = tile_rows // group
-  tile_k = min(k, groups_per_tile)
-  num_groups = min(k, num_tiles * tile_k)
+  num_groups = min(k, num_tiles * groups_per_tile)
   arange_G = jnp.arange(group, dtype=jnp.int32)
-
-  def tile(q_CxD, t):
-    start = t * tile_rows
-    db_RxD = jax.lax.dynamic_slice_in_dim(database_NxD, start, tile_rows, axis=0)
-    scores_CxR = jnp.einsum("cd,nd->cn", q_CxD, db_RxD, preferred_element_type=jnp.float32)
-    if num_valid is not None:
-      valid_R = row_offset + start + jnp.arange(tile_rows) < num_valid
-      scores_CxR = jnp.where(valid_R[None, :], scores_CxR, -jnp.inf)
-    groupmax_CxH = scores_CxR.reshape(q_CxD.shape[0], groups_per_tile, group).max(axis=2)
-    groupmax_Cxk, group_Cxk = jax.lax.top_k(groupmax_CxH, tile_k)
-    return groupmax_Cxk, start + group_Cxk * group
 
   def block(q_CxD):
     chunk = q_CxD.shape[0]
-    _, (groupmax_TxCxk, first_TxCxk) = jax.lax.scan(
-      lambda carry, t: (carry, tile(q_CxD, t)), None, jnp.arange(num_tiles, dtype=jnp.int32)
-    )
-    groupmax_CxM = jnp.transpose(groupmax_TxCxk, (1, 0, 2)).reshape(chunk, -1)
-    first_CxM = jnp.transpose(first_TxCxk, (1, 0, 2)).reshape(chunk, -1)
-    _, pos_Cxg = jax.lax.top_k(groupmax_CxM, num_groups)
-    first_Cxg = jnp.sort(jnp.take_along_axis(first_CxM, pos_Cxg, axis=1), axis=1)
-    rows_CxP = (first_Cxg[:, :, None] + arange_G).reshape(chunk, -1)
+
+    def tile(t, groupmax_CxM):
+      start = t * tile_rows
+      db_RxD = jax.lax.dynamic_slice_in_dim(database_NxD, start, tile_rows, axis=0)
+      scores_CxR = jnp.einsum("cd,nd->cn", q_CxD, db_RxD, preferred_element_type=jnp.float32)
+      if num_valid is not None:
+        valid_R = row_offset + start + jnp.arange(tile_rows) < num_valid
+        scores_CxR = jnp.where(valid_R[None, :], scores_CxR, -jnp.inf)
+      groupmax_CxH = scores_CxR.reshape(chunk, groups_per_tile, group).max(axis=2)
+      return jax.lax.dynamic_update_slice_in_dim(groupmax_CxM, groupmax_CxH, t * groups_per_tile, axis=1)
+
+    # One long top_k: XLA:CPU's TopK costs ~7x more per element on 128-wide rows than on 32K-wide ones.
+    # Tile 0 outside the loop: the carry then has the database's type (device-varying under shard_map).
+    groupmax_CxM = tile(0, jnp.zeros((chunk, num_tiles * groups_per_tile), jnp.float32))
+    groupmax_CxM = jax.lax.fori_loop(1, num_tiles, tile, groupmax_CxM)
+    _, group_Cxg = jax.lax.top_k(groupmax_CxM, num_groups)
+    rows_CxP = (jnp.sort(group_Cxg, axis=1)[:, :, None] * group + arange_G).reshape(chunk, -1)
     cand_CxPxD = jnp.take(database_NxD, rows_CxP, axis=0, mode="clip")
     cand_CxP = jnp.einsum("cd,cpd->cp", q_CxD, cand_CxPxD, preferred_element_type=jnp.float32)
     if num_valid is not None:
@@ -158,7 +155,9 @@ def _blocked_topk(
 
 def _query_chunk(num_queries: int, num_rows: int, k: int, query_chunk: int | None, tile_rows: int, group: int) -> int:
   if _uses_two_stage(num_rows, k, tile_rows, group):
-    return _auto_chunk(num_queries, tile_rows, query_chunk, _TILE_BUDGET)
+    if query_chunk is None:  # a [chunk, tile_rows] score tile and a [chunk, N / group] group-max buffer
+      query_chunk = max(1, min(_TILE_BUDGET // tile_rows, _SCORE_BUDGET * group // num_rows))
+    return _auto_chunk(num_queries, tile_rows, query_chunk)
   return _auto_chunk(num_queries, num_rows, query_chunk)
 
 
@@ -193,8 +192,9 @@ def exact_topk(
     query_QxD: queries [Q, D].
     database_NxD: database rows [N, D].
     k: neighbours per query, 1 <= k <= N.
-    query_chunk: queries scored per block; None picks it so a block holds at most 2**22 scores
-      (two-stage, [query_chunk, tile_rows]) or 2**26 scores (one-stage, [query_chunk, N]).
+    query_chunk: queries scored per block; None picks it so a block holds at most 2**22 scores and
+      2**26 group maxima (two-stage, [query_chunk, tile_rows] and [query_chunk, N / group]) or 2**26
+      scores (one-stage, [query_chunk, N]).
     tile_rows: database rows scored per tile in the two-stage path.
     group: rows per group in the two-stage path.
 
