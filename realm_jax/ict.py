@@ -122,11 +122,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"eval.max_corpus: {config.eval.max_corpus} < eval.num_queries {config.eval.num_queries} (0 = all documents)"
     )
   if config.data.corpus == "synthetic":  # every synthetic document has 4 sentences: the split is known here
-    docs = 2 * config.data.num_entities
+    config_lib.check_choice(config, "data.synthetic_corpus", ("profiles", "profiles_and_biographies"))
+    docs = config.data.num_entities * (1 if config.data.synthetic_corpus == "profiles" else 2)
     if config.eval.num_queries + config.train.batch_size > docs:
       raise config_lib.ConfigError(
         f"eval.num_queries: {config.eval.num_queries} held out + train.batch_size {config.train.batch_size} "
-        f"exceed the {docs} synthetic documents (data.num_entities {config.data.num_entities} x 2)"
+        f"exceed the {docs} synthetic documents of data.synthetic_corpus {config.data.synthetic_corpus!r}"
       )
   init_from = config_lib.get(config, "init_from")
   if not isinstance(init_from, str) or not (init_from in INIT_FROM or os.path.isdir(os.path.expanduser(init_from))):
@@ -141,7 +142,8 @@ def load_documents(config: ml_collections.ConfigDict) -> list:
   if data.corpus == "synthetic":
     from realm_jax import synthetic
 
-    return synthetic.synthetic_knowledge(num_entities=data.num_entities).documents
+    kb = synthetic.synthetic_knowledge(num_entities=data.num_entities)
+    return synthetic.retrieval_corpus(kb, data.synthetic_corpus)[0]  # the Z that pretraining retrieves from
   if data.corpus == "wordnet_wikipedia":
     from realm_jax import corpora
 

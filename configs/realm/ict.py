@@ -60,7 +60,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict(
     dict(
       corpus=arg.corpus,
-      num_entities=100,  # synthetic: 2 documents per entity
+      num_entities=100,  # synthetic: a profile and a biography per entity
+      synthetic_corpus="profiles",  # the Z of configs/realm/pretrain.py: profiles | profiles_and_biographies
       # wordnet_wikipedia / wikipedia: at most this many documents (0 = all). wordnet_wikipedia's 10,000 (a uniform
       # sample of 122,121) hold 435 ICT examples: WordNet glosses are mostly one sentence, skipped.
       max_docs=0 if paper else 10_000,
