@@ -82,6 +82,7 @@ class IndexRefresh(train_lib.HostHook):
     self.embedded_at = -1  # the step of the last refresh; -1 = never
     self.query_params = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), query_template)
     self.refreshes = 0
+    self.refresh_seconds_total = 0.0  # wall time spent refreshing in this process (the share of a run it costs)
     self._search: Any = None
 
   # --- HostHook -------------------------------------------------------------------------------------------------
@@ -92,6 +93,7 @@ class IndexRefresh(train_lib.HostHook):
       started = time.perf_counter()
       self.refresh(params(), step)
       metrics["refresh_seconds"] = time.perf_counter() - started
+      self.refresh_seconds_total += metrics["refresh_seconds"]
       metrics["refresh_docs_per_second"] = self.documents.size / metrics["refresh_seconds"]
     metrics["index_staleness"] = float(step - self.embedded_at)
     return metrics

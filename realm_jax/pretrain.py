@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from typing import Any
 
 import jax
@@ -92,6 +93,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   config_lib.check_int(config, "realm.embed_batch", minimum=1)
   config_lib.check_choice(config, "realm.index_backend", index_lib.BACKENDS)
   config_lib.check_bool(config, "realm.per_mask")
+  config_lib.check_range(config, "realm.retriever_lr_multiplier", 0.0, 1.0, inclusive=True)
   config_lib.check_int(config, "realm.eval_queries", minimum=1)
   _check_source(config, "init_from", INIT_FROM)
   _check_source(config, "retriever_from", ("",))
@@ -298,8 +300,15 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, Pretra
       count += n
     return {name: value / count for name, value in totals.items()}
 
+  retriever_lr = config.realm.retriever_lr_multiplier
+
+  def lr_multipliers(params):
+    return {name: jax.tree.map(lambda _: retriever_lr if name.endswith("_embedder") else 1.0, tree)
+            for name, tree in params.items()}
+
   task = train_lib.Task(
     init_params=run.init_params,
+    lr_multipliers=None if retriever_lr == 1.0 else lr_multipliers,
     loss_fn=run.loss,
     train_data=train_data,
     eval_fn=eval_fn,
@@ -312,7 +321,9 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, Pretra
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_lib.TrainResult:
   validate(config)
   task, run = make_task(config)
+  started = time.perf_counter()
   result = train_lib.train(config, workdir, task)
+  seconds = time.perf_counter() - started
   if jax.process_index() == 0:
     index_dir = os.path.join(workdir, "index")
     os.makedirs(index_dir, exist_ok=True)
@@ -320,7 +331,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     evals = [h for h in result.history if h["split"] == "eval"]
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"final_eval": evals[-1] if evals else None, "history": result.history,
-                 "index_embedded_at": run.index.embedded_at, "index_refreshes": run.index.refreshes}, f, indent=1)
+                 "index_embedded_at": run.index.embedded_at, "index_refreshes": run.index.refreshes,
+                 "train_seconds": seconds, "refresh_seconds": run.index.refresh_seconds_total,
+                 "refresh_share": run.index.refresh_seconds_total / max(seconds, 1e-9)}, f, indent=1)
   return result
 
 
