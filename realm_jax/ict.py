@@ -121,8 +121,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise config_lib.ConfigError(
       f"eval.max_corpus: {config.eval.max_corpus} < eval.num_queries {config.eval.num_queries} (0 = all documents)"
     )
+  config_lib.check_choice(config, "data.synthetic_corpus", ("profiles", "profiles_and_biographies"))
   if config.data.corpus == "synthetic":  # every synthetic document has 4 sentences: the split is known here
-    config_lib.check_choice(config, "data.synthetic_corpus", ("profiles", "profiles_and_biographies"))
     docs = config.data.num_entities * (1 if config.data.synthetic_corpus == "profiles" else 2)
     if config.eval.num_queries + config.train.batch_size > docs:
       raise config_lib.ConfigError(

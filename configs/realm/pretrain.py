@@ -13,7 +13,6 @@ Runtime: synthetic tiny: about 1 s/step on 2 CPU cores (batch 8, k 4); paper: 20
 
 import ml_collections
 
-from configs.core import common as core_common
 from configs.realm import common
 from core import config as config_lib
 
@@ -27,9 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   synthetic = arg.corpus == "synthetic"
 
   config = config_lib.default_config()
-  config.model = ml_collections.ConfigDict({**core_common.ENCODER, **common.SIZES[arg.size]})
-  if arg.size == "tiny":  # as configs/realm/ict.py: with BERT's 0.1 the tiny CPU models barely move in 400 steps
-    config.model.update(dict(hidden_dropout_rate=0.0, attention_dropout_rate=0.0))
+  config.model = ml_collections.ConfigDict(common.model(arg.size))  # tiny: no dropout (common.model)
   config.init_from = "minilm" if arg.size == "minilm" else ""  # '' | 'minilm' | a HuggingFace BERT directory
   config.retriever_from = ""  # an ICT run's workdir (python -m realm_jax.ict): the warm start of §3.4
   config.data = ml_collections.ConfigDict(

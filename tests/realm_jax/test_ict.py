@@ -23,7 +23,7 @@ TINY = {
   "model.hidden_dropout_rate": 0.0,
   "model.attention_dropout_rate": 0.0,
   "realm.proj_size": 16,
-  "data.num_entities": 10,
+  "data.num_entities": 20,  # profiles: one document per entity
   "data.query_len": 24,
   "data.doc_len": 80,
   "eval.num_queries": 4,
