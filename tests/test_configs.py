@@ -88,6 +88,8 @@ ENTRY_POINTS = [
   ("lora_jax.finetune", "configs/lora/cpu.py", None),
   ("realm_jax.ict", "configs/realm/ict.py", None),
   ("realm_jax.ict", "configs/realm/ict.py", "corpus=wikipedia"),
+  ("realm_jax.pretrain", "configs/realm/pretrain.py", None),
+  ("realm_jax.openqa", "configs/realm/openqa.py", None),
 ]
 # Negative values with a documented meaning; any other negative value that validates is a hole.
 NEGATIVE_SENTINELS = {("mesh.data", -1), ("train.inject_nan_at_step", -1)}
