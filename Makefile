@@ -31,12 +31,14 @@ test: data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Set up and run the main jobs on the bundled data: MiniLM semantic search; tiny ELECTRA pretrain + finetune;
-## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table; two LoRA adapters on MiniLM served mixed.
+## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table; two LoRA adapters on MiniLM served mixed;
+## REALM: ICT, pretraining with the in-loop index on synthetic knowledge, open-QA on the quiz capitals.
 demo: data
 	$(PY) -m core.demo --config=configs/core/search_demo.py --workdir=workdirs/demo
 	$(PY) -m electra_jax.demo --workdir=workdirs/electra_demo
 	$(PY) -m reformer_jax.demo --workdir=workdirs/reformer_demo
 	$(PY) -m lora_jax.demo --workdir=workdirs/lora_demo
+	$(PY) -m realm_jax.demo --workdir=workdirs/realm_demo
 
 ## Benchmarks: print ratios, write results/*.json + .png.
 bench: data $(BENCH_STAMP)

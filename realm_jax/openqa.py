@@ -53,8 +53,8 @@ from realm_jax import reader
 # ORQA freezes the block embeddings; the MLM head has no use in QA (and weight decay would shrink it).
 TRAINABLE = ("query_embedder/.*", "reader/encoder/.*", "span_scorer/.*")
 EVAL_KEY = 4321
-# `make demo`'s run (realm_jax.demo, which also sets the steps and evaluates once at the end): a 1,000-document sample.
-DEMO_OVERRIDES = {"data.max_docs": 1000, "train.log_every": 10}
+# `make demo`'s run (realm_jax.demo, which also sets the steps and evaluates once at the end): a 500-document sample.
+DEMO_OVERRIDES = {"data.max_docs": 500, "train.log_every": 10}
 MODEL_INPUTS = ("query_ids", "query_mask", "candidate_ids", "candidate_mask", "candidate_emb", "allowed")
 
 
@@ -189,23 +189,8 @@ class OpenQA:
     self.starts_S, self.ends_S = reader.span_candidates(self.doc_len - 1, config.realm.max_span_width)
     self.index = None
     if documents is not None:
-      apply = self.model.apply
-      self.index = FrozenDocumentIndex(
-        documents,
-        embed_documents=lambda p, ids, mask: apply({"params": {"doc_embedder": p}}, ids, mask,
-                                                  method=model_lib.Realm.embed_documents),
-        embed_query=lambda p, ids, mask: apply({"params": {"query_embedder": p}}, ids, mask,
-                                              method=model_lib.Realm.embed_query),
-        select=lambda params: (params["query_embedder"], params["doc_embedder"]),
-        query_template=jax.eval_shape(self.init_params, jax.random.key(0))["query_embedder"],
-        proj_size=self.cfg.proj_size,
-        k=config.realm.k,
-        refresh_every=config.realm.refresh_every,
-        backend=config.realm.index_backend,
-        embed_batch=config.realm.embed_batch,
-        mesh=mesh,
-        progress=config.train.progress,
-      )
+      template = jax.eval_shape(self.init_params, jax.random.key(0))["query_embedder"]
+      self.index = pretrain.realm_index(self.model, documents, config, template, mesh, cls=FrozenDocumentIndex)
 
   def init_params(self, key):
     realm_key, span_key = jax.random.split(key)
@@ -298,11 +283,6 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, OpenQA
   elif config.init_from or config.retriever_from:  # the loop's own init key (core.train.init_params) for the rest
     fresh = jax.device_get(jax.jit(run.init_params)(jax.random.fold_in(jax.random.key(config.seed), 0)))
     initial = pretrain.load_initial_params(config, fresh)
-    if not config.retriever_from:
-      # One encoder in both towers: with one projection too, f(x, z) starts as the imported encoder's own (projected)
-      # similarity; two independent random projections would make it noise, and no retrieved document would hold
-      # an answer to learn from (REALM §3.4: a cold retriever never starts).
-      initial["query_embedder"] = {**initial["query_embedder"], "projection": initial["doc_embedder"]["projection"]}
   batch_size = config.train.batch_size
 
   def train_data(shard_index, shard_count):

@@ -147,6 +147,29 @@ def _take(queries: data_lib.QueryArrays, rows: np.ndarray) -> data_lib.QueryArra
   return data_lib.QueryArrays(*(getattr(queries, f.name)[rows] for f in queries.__dataclass_fields__.values()))
 
 
+def realm_index(model: model_lib.Realm, documents: data_lib.DocumentRows, config: ml_collections.ConfigDict,
+                query_template: Any, mesh=None, cls: type = index_lib.IndexRefresh) -> index_lib.IndexRefresh:
+  """The `IndexRefresh` (or subclass `cls`) over a `model.Realm`'s two embedders, from the `realm` config section:
+  documents embedded by Embed_doc, queries by Embed_input (Eq. 1), top-k by the configured backend."""
+  apply = model.apply
+  return cls(
+    documents,
+    embed_documents=lambda p, ids, mask: apply({"params": {"doc_embedder": p}}, ids, mask,
+                                              method=model_lib.Realm.embed_documents),
+    embed_query=lambda p, ids, mask: apply({"params": {"query_embedder": p}}, ids, mask,
+                                          method=model_lib.Realm.embed_query),
+    select=lambda params: (params["query_embedder"], params["doc_embedder"]),
+    query_template=query_template,
+    proj_size=model.config.proj_size,
+    k=config.realm.k,
+    refresh_every=config.realm.refresh_every,
+    backend=config.realm.index_backend,
+    embed_batch=config.realm.embed_batch,
+    mesh=mesh,
+    progress=config.train.progress,
+  )
+
+
 class Pretraining:
   """The model, its loss and the index hook of one configured run (what `make_task` wires into `core.train`)."""
 
@@ -155,23 +178,7 @@ class Pretraining:
     self.model = model_lib.Realm(self.cfg)
     self.documents = documents
     self.template = jax.eval_shape(self.init_params, jax.random.key(0))
-    apply = self.model.apply
-    self.index = index_lib.IndexRefresh(
-      documents,
-      embed_documents=lambda p, ids, mask: apply({"params": {"doc_embedder": p}}, ids, mask,
-                                                method=model_lib.Realm.embed_documents),
-      embed_query=lambda p, ids, mask: apply({"params": {"query_embedder": p}}, ids, mask,
-                                            method=model_lib.Realm.embed_query),
-      select=lambda params: (params["query_embedder"], params["doc_embedder"]),
-      query_template=self.template["query_embedder"],
-      proj_size=self.cfg.proj_size,
-      k=config.realm.k,
-      refresh_every=config.realm.refresh_every,
-      backend=config.realm.index_backend,
-      embed_batch=config.realm.embed_batch,
-      mesh=mesh,
-      progress=config.train.progress,
-    )
+    self.index = realm_index(self.model, documents, config, self.template["query_embedder"], mesh)
 
   def init_params(self, key):
     d = self.config.data
@@ -227,7 +234,8 @@ class Pretraining:
 def load_initial_params(config: ml_collections.ConfigDict, fresh: Any) -> dict[str, Any] | None:
   """Whole top-level subtrees for `core.train.Task.initial_params`: the imported encoder in all three networks
   (`init_from`; the projections, and the MLM head when the checkpoint has none, e.g. MiniLM, keep their fresh init
-  from `fresh`) and the ICT-trained embedders (`retriever_from`), checked against the model's shapes."""
+  from `fresh`, one projection shared by the two embedders) and the ICT-trained embedders (`retriever_from`),
+  checked against the model's shapes."""
   from core import bert_import
   from core.data import corpora
 
@@ -242,6 +250,10 @@ def load_initial_params(config: ml_collections.ConfigDict, fresh: Any) -> dict[s
     check("init_from", fresh["reader"]["encoder"], encoder)
     for name in ("query_embedder", "doc_embedder", "reader"):
       initial[name] = {**fresh[name], "encoder": encoder}
+    # One encoder in both towers: with one projection too, f(x, z) starts as the imported encoder's own (projected)
+    # similarity; two independent random projections would make it noise, and no retrieved document would hold
+    # the answer to learn from (§3.4: a cold retriever never starts). An ICT retriever replaces both below.
+    initial["query_embedder"]["projection"] = initial["doc_embedder"]["projection"]
   if config.retriever_from:
     from realm_jax import ict
 

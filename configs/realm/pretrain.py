@@ -71,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.update(
     dict(
       name="adamw",
-      peak_lr=3e-5 if arg.paper else 1e-3,
+      peak_lr=3e-5 if arg.paper else (1e-3 if arg.size == "tiny" else 1e-4),  # minilm: a pretrained encoder
       schedule="warmup_linear",
       warmup_steps=10_000 if arg.paper else 40,  # reference: min(10000, max(100, steps / 10))
       weight_decay=0.01,
