@@ -101,14 +101,26 @@ def make_optimizer(
 
 
 def scale_by_tree(multipliers_fn: Callable[[Any], Any]) -> optax.GradientTransformation:
-  """Multiplies each update leaf by a constant from `multipliers_fn(params)` (computed once, at init)."""
+  """Multiplies each update leaf by its entry of `multipliers_fn(params)`: a float, or a schedule step -> float
+  (e.g. 0 for the first N steps, then 1: a part of the model that waits while another warms up). With any
+  schedule the state counts steps (optax's ScaleByScheduleState); with constants only it is empty."""
+
+  def has_schedule(params) -> bool:
+    return any(callable(f) for f in jax.tree.leaves(multipliers_fn(params)))
 
   def init_fn(params):
-    del params
-    return optax.EmptyState()
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32)) if has_schedule(params) else optax.EmptyState()
 
   def update_fn(updates, state, params=None):
     factors = multipliers_fn(updates if params is None else params)
-    return jax.tree.map(lambda u, f: u * jnp.asarray(f, u.dtype), updates, factors), state
+    count = state.count if isinstance(state, optax.ScaleByScheduleState) else None  # (a tuple has .count too)
+
+    def scale(u, f):
+      return u * jnp.asarray(f(count) if callable(f) else f, u.dtype)
+
+    updates = jax.tree.map(scale, updates, factors)
+    if count is not None:
+      state = optax.ScaleByScheduleState(count=optax.safe_increment(count))
+    return updates, state
 
   return optax.GradientTransformation(init_fn, update_fn)

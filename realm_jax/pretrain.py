@@ -94,6 +94,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   config_lib.check_choice(config, "realm.index_backend", index_lib.BACKENDS)
   config_lib.check_bool(config, "realm.per_mask")
   config_lib.check_range(config, "realm.retriever_lr_multiplier", 0.0, 1.0, inclusive=True)
+  config_lib.check_int(config, "realm.retriever_delay_steps", minimum=0)
   config_lib.check_int(config, "realm.eval_queries", minimum=1)
   _check_source(config, "init_from", INIT_FROM)
   _check_source(config, "retriever_from", ("",))
@@ -312,15 +313,19 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, Pretra
       count += n
     return {name: value / count for name, value in totals.items()}
 
-  retriever_lr = config.realm.retriever_lr_multiplier
+  retriever_lr, delay = config.realm.retriever_lr_multiplier, config.realm.retriever_delay_steps
+
+  def retriever_factor(step):  # the embedders wait `delay` steps (the reader's warm-up), then train at retriever_lr
+    return jnp.where(step < delay, 0.0, retriever_lr)
 
   def lr_multipliers(params):
-    return {name: jax.tree.map(lambda _: retriever_lr if name.endswith("_embedder") else 1.0, tree)
+    factor = retriever_factor if delay else retriever_lr
+    return {name: jax.tree.map(lambda _: factor if name.endswith("_embedder") else 1.0, tree)
             for name, tree in params.items()}
 
   task = train_lib.Task(
     init_params=run.init_params,
-    lr_multipliers=None if retriever_lr == 1.0 else lr_multipliers,
+    lr_multipliers=None if retriever_lr == 1.0 and not delay else lr_multipliers,
     loss_fn=run.loss,
     train_data=train_data,
     eval_fn=eval_fn,

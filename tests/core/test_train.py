@@ -202,6 +202,19 @@ def test_lr_multipliers_scale_each_leaf():
   np.testing.assert_allclose(updates["b"], -0.25)
 
 
+def test_scheduled_lr_multipliers_hold_a_leaf_then_release_it():
+  opt = config_lib.default_optimizer()
+  opt.update(dict(name="sgd", b1=0.0, peak_lr=1.0, schedule="constant", clip_norm=0.0, weight_decay=0.0))
+  delayed = lambda step: jnp.where(step < 2, 0.0, 0.5)  # 0 for two steps, then half
+  tx, _ = optim.make_optimizer(opt, 10, lr_multipliers=lambda p: {"a": 1.0, "b": delayed})
+  params = {"a": jnp.zeros(2), "b": jnp.zeros(2)}
+  state, seen = tx.init(params), []
+  for _ in range(4):
+    updates, state = jax.jit(tx.update)({"a": jnp.ones(2), "b": jnp.ones(2)}, state, params)
+    seen.append((float(updates["a"][0]), float(updates["b"][0])))
+  assert seen == [(-1.0, 0.0), (-1.0, 0.0), (-1.0, -0.5), (-1.0, -0.5)]
+
+
 def test_initial_params_replace_the_fresh_init_and_are_jit_arguments(tmp_path):
   w_start = np.linspace(-1.0, 1.0, D).astype(np.float32)
   task = dataclasses.replace(_task(16), initial_params={"w": w_start})
