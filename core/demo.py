@@ -28,6 +28,7 @@ from core import bert_import
 from core import config as config_lib
 from core import main as main_lib
 from core import mips
+from core import scann_index
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -139,7 +140,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   exact_scores, exact_idx = jax.block_until_ready(exact_topk(jnp.asarray(query_QxD), jnp.asarray(docs_NxD), k=config.k))
   exact_s = time.perf_counter() - t0
   t0 = time.perf_counter()
-  index = mips.ScannIndex.build(docs_NxD, config.k)
+  index = scann_index.ScannIndex.build(docs_NxD, config.k)
   build_s = time.perf_counter() - t0
   t0 = time.perf_counter()
   _, scann_idx = index.search(query_QxD, config.k)

@@ -8,7 +8,7 @@ find the top-k by maximum inner-product search).
 `IndexRefresh` is a `core.train.HostHook`: every `refresh_every` steps, before the step's batch is drawn, it
 re-embeds the whole corpus with the current document embedder (jitted, rows sharded over the mesh's data axis,
 with a progress bar), keeps a copy of the query embedder of the same step, and rebuilds the search: exact
-(`core.mips.exact_topk` on the device) or ScaNN (`core.mips.ScannIndex`, host). The data pipeline calls `retrieve`
+(`core.mips.exact_topk` on the device) or ScaNN (`core.scann_index.ScannIndex`, host). The data pipeline calls `retrieve`
 on each batch, so the batch drawn right after a refresh is the first to use the new index. Its state (document
 embeddings, the step they were made at, the query embedder copy) is saved in every checkpoint, so a resumed run
 retrieves with exactly the index the killed run had. `staleness` = steps since the last refresh is logged.
@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core import mips
+from core import scann_index
 from core import sharding as sharding_lib
 from core import train as train_lib
 from realm_jax.data import NULL_DOC, DocumentRows
@@ -142,7 +143,7 @@ class IndexRefresh(train_lib.HostHook):
 
   def _build(self) -> None:
     if self.backend == "scann":
-      self._search = mips.ScannIndex.build(self.embeddings_NxD, k=min(self.k + 1, self.documents.size))
+      self._search = scann_index.ScannIndex.build(self.embeddings_NxD, k=min(self.k + 1, self.documents.size))
     else:
       self._search = jnp.asarray(self.embeddings_NxD)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from benchmarks.core import common
 from core import mips
+from core import scann_index
 
 DEFAULT_N = 1_000_000
 
@@ -73,7 +74,7 @@ def main(argv=None):
 
   # ScaNN: build, then batched search (single thread) and search_batched_parallel.
   t0 = time.perf_counter()
-  index = mips.ScannIndex.build(database_NxD, args.k, args.num_leaves, args.num_leaves_to_search, args.reorder)
+  index = scann_index.ScannIndex.build(database_NxD, args.k, args.num_leaves, args.num_leaves_to_search, args.reorder)
   build_s = time.perf_counter() - t0
   print(f"scann build {build_s:.1f} s, {index.meta}")
   scann = {}
@@ -90,7 +91,7 @@ def main(argv=None):
     index.save(tmp)
     save_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mips.ScannIndex.load(tmp)
+    scann_index.ScannIndex.load(tmp)
     load_s = time.perf_counter() - t0
 
   best_mode = max(scann, key=lambda m: scann[m]["qps"])

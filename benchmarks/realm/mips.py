@@ -29,6 +29,7 @@ import numpy as np
 
 from benchmarks.core import common
 from core import mips
+from core import scann_index
 
 DEFAULT_N = 1_000_000
 GOAL_FRACTION = 0.60
@@ -167,7 +168,7 @@ def _measure_scann(args, database_NxD, query_QxD, source, exact=None) -> dict:
   print(f"exact (two-stage) on the ScaNN data: {exact_qps:,.0f} queries/s ({exact_s:.3f} s median)")
 
   t0 = time.perf_counter()
-  index = mips.ScannIndex.build(database_NxD, args.k)
+  index = scann_index.ScannIndex.build(database_NxD, args.k)
   build_s = time.perf_counter() - t0
   print(f"scann build {build_s:.1f} s, {index.meta}")
   default = _scann_search(index, query_QxD, args.k, exact_idx, args.repeats)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core import mips
+from core import scann_index
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -148,7 +149,7 @@ def test_clustered_vectors_normalised_and_deterministic(clustered):
 def test_scann_recall_and_save_load(clustered, tmp_path):
   database_NxD, query_QxD = clustered
   _, exact_idx = mips.exact_topk(query_QxD, database_NxD, 10)
-  index = mips.ScannIndex.build(database_NxD, 10)
+  index = scann_index.ScannIndex.build(database_NxD, 10)
   assert index.meta["mode"] == "tree_ah" and len(index) == ROWS and index.dim == DIM
   scores, idx = index.search(query_QxD, 10)
   assert scores.shape == idx.shape == (QUERIES, 10)
@@ -157,7 +158,7 @@ def test_scann_recall_and_save_load(clustered, tmp_path):
   # Scores are reordered exact inner products.
   np.testing.assert_allclose(scores, np.take_along_axis(query_QxD @ database_NxD.T, idx, axis=1), atol=1e-4)
   index.save(tmp_path / "index")
-  loaded = mips.ScannIndex.load(tmp_path / "index")
+  loaded = scann_index.ScannIndex.load(tmp_path / "index")
   scores2, idx2 = loaded.search(query_QxD, 10)
   np.testing.assert_array_equal(idx2, idx)
   np.testing.assert_array_equal(scores2, scores)
@@ -169,7 +170,7 @@ def test_scann_recall_and_save_load(clustered, tmp_path):
 def test_scann_search_overrides(clustered):
   database_NxD, query_QxD = clustered
   _, exact_idx = mips.exact_topk(query_QxD, database_NxD, 10)
-  index = mips.ScannIndex.build(database_NxD, 10, num_leaves_to_search=2)
+  index = scann_index.ScannIndex.build(database_NxD, 10, num_leaves_to_search=2)
   recall_two = mips.recall_at_k(index.search(query_QxD)[1], exact_idx)
   _, idx_all = index.search(query_QxD, num_leaves_to_search=index.meta["num_leaves"], reorder=500)
   assert mips.recall_at_k(idx_all, exact_idx) > max(recall_two, 0.99)
@@ -179,7 +180,7 @@ def test_scann_search_overrides(clustered):
 
 def test_scann_brute_force_small(clustered):
   database_NxD, query_QxD = clustered[0][:500], clustered[1][:20]
-  index = mips.ScannIndex.build(database_NxD, 5)
+  index = scann_index.ScannIndex.build(database_NxD, 5)
   assert index.meta["mode"] == "brute_force"
   _, idx = index.search(query_QxD, 5)
   assert mips.recall_at_k(idx, mips.exact_topk(query_QxD, database_NxD, 5)[1]) == 1.0
@@ -188,19 +189,19 @@ def test_scann_brute_force_small(clustered):
 def test_errors(tmp_path):
   db = np.ones((10, 4), np.float32)
   with pytest.raises(ValueError, match="empty"):
-    mips.ScannIndex.build(np.zeros((0, 4), np.float32), 1)
+    scann_index.ScannIndex.build(np.zeros((0, 4), np.float32), 1)
   with pytest.raises(ValueError, match="k=11"):
-    mips.ScannIndex.build(db, 11)
-  index = mips.ScannIndex.build(db, 3)
+    scann_index.ScannIndex.build(db, 11)
+  index = scann_index.ScannIndex.build(db, 3)
   with pytest.raises(ValueError, match="dimension mismatch"):
     index.search(np.ones((2, 5), np.float32))
   with pytest.raises(ValueError, match="k=11"):
     index.search(np.ones((2, 4), np.float32), 11)
   (tmp_path / "junk").mkdir()
   with pytest.raises(ValueError, match="not a saved ScannIndex"):
-    mips.ScannIndex.load(tmp_path / "junk")
+    scann_index.ScannIndex.load(tmp_path / "junk")
   with pytest.raises(ValueError, match="not a saved ScannIndex"):
-    mips.ScannIndex.load(tmp_path / "missing")
+    scann_index.ScannIndex.load(tmp_path / "missing")
   with pytest.raises(ValueError, match="empty"):
     mips.exact_topk(np.ones((2, 4), np.float32), np.zeros((0, 4), np.float32), 1)
   with pytest.raises(ValueError, match="k=11"):
