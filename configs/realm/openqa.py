@@ -16,7 +16,7 @@ Expected: paper: test EM NQ 40.4 / WQ 40.7 (REALM CC-News, Table 1; ORQA 33.3 / 
   This project, capitals, size=minilm (MiniLM in all three encoders, mean pooling, 2,000 documents, 142 train /
   94 dev questions; results/realm_openqa_capitals.json): dev exact match 0.64 at step 30, 0.84 at 50, 0.89 at 100
   (an answer among the top 5: 0.99).
-Runtime: size=minilm on 2 CPU cores shared with other jobs: 50 s to embed the 2,000 documents, 4.7 s/step (batch 8,
+Runtime: size=minilm on 2 CPU cores shared with other jobs: 50 s to embed the 2,000 documents, 5.2 s/step (batch 8,
   k 5), 672 s for the 100 steps with 2 evaluations; paper: one 12 GB GPU (REALM §4).
 """
 

@@ -15,14 +15,11 @@ from core import config as config_lib
 from core import train as train_lib
 from core import tree as tree_lib
 from tests.helpers import REPO, load_config
+from tests.realm_jax import TINY_ENCODER
 
 CONFIG = os.path.join(REPO, "configs/realm/openqa.py")
 TINY = {
-  "model.hidden_size": 32,
-  "model.num_layers": 1,
-  "model.num_heads": 2,
-  "model.intermediate_size": 64,
-  "realm.proj_size": 16,
+  **TINY_ENCODER,
   "realm.k": 5,
   "realm.refresh_every": 2,
   "realm.embed_batch": 64,

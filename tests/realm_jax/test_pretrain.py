@@ -12,14 +12,11 @@ import pytest
 from core import checkpoint as checkpoint_lib
 from core import config as config_lib
 from tests.helpers import REPO, load_config
+from tests.realm_jax import TINY_ENCODER
 
 CONFIG = os.path.join(REPO, "configs/realm/pretrain.py")
 TINY = {
-  "model.hidden_size": 32,
-  "model.num_layers": 1,
-  "model.num_heads": 2,
-  "model.intermediate_size": 64,
-  "realm.proj_size": 16,
+  **TINY_ENCODER,
   "realm.k": 2,
   "realm.refresh_every": 3,
   "realm.embed_batch": 8,
