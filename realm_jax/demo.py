@@ -81,8 +81,8 @@ def main(_) -> None:
   qa_dir = os.path.join(FLAGS.workdir, "openqa")
   print(f"3. Open-domain QA on the quiz's capitals over WordNet + Wikipedia ({FLAGS.qa_steps} steps)", flush=True)
   arg = "size=tiny" if FLAGS.tiny else "size=minilm"
-  qa_config = _config("openqa.py", arg, {**tiny, **quiet, **openqa.DEMO_OVERRIDES, "train.total_steps": FLAGS.qa_steps,
-                                           "train.eval_every": FLAGS.qa_steps, "train.checkpoint_every": FLAGS.qa_steps})
+  qa_steps = {name: FLAGS.qa_steps for name in ("train.total_steps", "train.eval_every", "train.checkpoint_every")}
+  qa_config = _config("openqa.py", arg, {**tiny, **quiet, **openqa.DEMO_OVERRIDES, **qa_steps})
   openqa.train_and_evaluate(qa_config, qa_dir)
   with open(os.path.join(qa_dir, "results.json")) as f:
     qa = json.load(f)

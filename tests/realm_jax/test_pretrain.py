@@ -113,7 +113,8 @@ def test_eight_devices_give_the_one_device_loss(uninterrupted, tmp_path):
   "overrides, message",
   [
     ({"realm.k": 6}, r"^realm\.k: 6 is larger than the corpus of 6 documents minus one$"),
-    ({"realm.k": 12, "data.synthetic_corpus": "profiles_and_biographies"}, r"^realm\.k: 12 is larger than the corpus of 12"),
+    ({"realm.k": 12, "data.synthetic_corpus": "profiles_and_biographies"},
+     r"^realm\.k: 12 is larger than the corpus of 12"),
     ({"data.synthetic_corpus": "novels"}, r"^data\.synthetic_corpus: .*novels"),
     ({"realm.refresh_every": 0}, r"^realm\.refresh_every: .*>= 1"),
     ({"realm.index_backend": "faiss"}, r"^realm\.index_backend: .*faiss"),
