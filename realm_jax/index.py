@@ -10,8 +10,8 @@ re-embeds the whole corpus with the current document embedder (jitted, rows shar
 with a progress bar), keeps a copy of the query embedder of the same step, and rebuilds the search: exact
 (`core.mips.exact_topk` on the device) or ScaNN (`core.scann_index.ScannIndex`, host). The data pipeline calls
 `retrieve` on each batch, so the batch drawn right after a refresh is the first to use the new index. Its state
-(document embeddings, the step they were made at, the query embedder copy) is saved in every checkpoint, so a resumed run
-retrieves with exactly the index the killed run had. `staleness` = steps since the last refresh is logged.
+(document embeddings, the step they were made at, the query embedder copy) is saved in every checkpoint, so a resumed
+run retrieves with exactly the index the killed run had. `staleness` = steps since the last refresh is logged.
 
 Retrieval with the copy of the query embedder of the refresh (not the live one) is what the reference code does
 (its example generator reads the same export as the index refresher), and it keeps the index self-consistent.
