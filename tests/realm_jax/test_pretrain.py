@@ -144,3 +144,26 @@ def test_the_entry_point_refuses_a_bad_config_in_one_line_and_writes_nothing(tmp
   assert out.returncode == 2
   assert out.stderr.strip().splitlines()[-1].startswith("error: realm.k: ")
   assert not workdir.exists()
+
+
+def test_retriever_delay_holds_the_embedders_then_releases_them_at_their_multiplier():
+  import jax
+  import jax.numpy as jnp
+
+  from core import optim
+  from realm_jax import pretrain
+
+  config = _config(**{"realm.retriever_delay_steps": 2, "realm.retriever_lr_multiplier": 0.5})
+  task, _ = pretrain.make_task(config)
+  factors = task.lr_multipliers({"query_embedder": {"w": 0.0}, "doc_embedder": {"w": 0.0}, "reader": {"w": 0.0}})
+  config.optimizer.update(dict(name="sgd", b1=0.0, peak_lr=1.0, schedule="constant", warmup_steps=0, clip_norm=0.0,
+                               weight_decay=0.0))
+  tx, _ = optim.make_optimizer(config.optimizer, 10, lr_multipliers=lambda p: factors)
+  params = {name: {"w": jnp.zeros(())} for name in factors}
+  state, seen = tx.init(params), []
+  for _ in range(3):
+    updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+    seen.append({name: -float(u["w"]) for name, u in updates.items()})
+  assert [row["query_embedder"] for row in seen] == [0.0, 0.0, 0.5]
+  assert [row["doc_embedder"] for row in seen] == [0.0, 0.0, 0.5]
+  assert [row["reader"] for row in seen] == [1.0, 1.0, 1.0]
