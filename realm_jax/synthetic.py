@@ -38,11 +38,22 @@ class Attribute:
 
 
 def _made_up_words(rng: np.random.Generator, count: int, syllables: tuple[int, int]) -> list[str]:
+  capacity = sum(len(_SYLLABLES) ** n for n in range(syllables[0], syllables[1] + 1))
+  if count > capacity // 2:  # rejection sampling slows down near the capacity and never ends past it
+    raise ValueError(f"{count} distinct words of {syllables} syllables: at most {capacity // 2} are drawn")
   words: dict[str, None] = {}
   while len(words) < count:
     n = int(rng.integers(syllables[0], syllables[1] + 1))
     words.setdefault("".join(rng.choice(_SYLLABLES, size=n)).capitalize(), None)
   return list(words)
+
+
+def _syllables(count: int, low: int, high: int) -> tuple[int, int]:
+  """(low, h) for the smallest h >= high whose words number at least 2 · count: first names have two syllables up
+  to 225 entities (30² / 4), then three as well; last names two or three up to 6,975 entities, then four."""
+  while sum(len(_SYLLABLES) ** n for n in range(low, high + 1)) // 2 < count:
+    high += 1
+  return low, high
 
 
 _CITIES = tuple(_made_up_words(np.random.default_rng(1234), 8, (2, 3)))
@@ -112,8 +123,8 @@ def synthetic_knowledge(
     raise ValueError(f"heldout_fraction={heldout_fraction} leaves {num_heldout} of {num_entities} entities held out")
   rng = np.random.default_rng(seed)
   taken = {v for a in attributes.values() for v in a.values}
-  firsts = [w for w in _made_up_words(rng, 2 * num_entities, (2, 2)) if w not in taken]
-  lasts = [w for w in _made_up_words(rng, 2 * num_entities, (2, 3)) if w not in taken]
+  firsts = [w for w in _made_up_words(rng, 2 * num_entities, _syllables(2 * num_entities, 2, 2)) if w not in taken]
+  lasts = [w for w in _made_up_words(rng, 2 * num_entities, _syllables(2 * num_entities, 2, 3)) if w not in taken]
   names = list(dict.fromkeys(f"{f} {l}" for f, l in zip(rng.permutation(firsts), rng.permutation(lasts))))
   names = names[:num_entities]
   if len(names) < num_entities:

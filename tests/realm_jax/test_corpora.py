@@ -99,6 +99,15 @@ def test_synthetic_chance_level(knowledge):
     assert set(train) == set(spec.values)
 
 
+@pytest.mark.parametrize("num_entities", [225, 226, 2000])
+def test_synthetic_names_scale_past_the_two_syllable_first_names(num_entities):
+  # 30² two-syllable first names: a population over 225 takes three-syllable ones too (it used to loop forever).
+  kb = synthetic.synthetic_knowledge(num_entities=num_entities, seed=3)
+  assert len(kb.entities) == num_entities and len(kb.documents) == 2 * num_entities
+  assert len({name.split()[0] for name in kb.entities}) == num_entities  # first names distinct too
+  assert len(kb.train_queries) + len(kb.heldout_queries) == 4 * num_entities
+
+
 def test_synthetic_deterministic_per_seed(knowledge):
   assert synthetic.synthetic_knowledge(num_entities=40, heldout_fraction=0.25, seed=0) == knowledge
   other = synthetic.synthetic_knowledge(num_entities=40, heldout_fraction=0.25, seed=1)
