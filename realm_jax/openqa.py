@@ -53,8 +53,8 @@ from realm_jax import reader
 # ORQA freezes the block embeddings; the MLM head has no use in QA (and weight decay would shrink it).
 TRAINABLE = ("query_embedder/.*", "reader/encoder/.*", "span_scorer/.*")
 EVAL_KEY = 4321
-# `make demo`'s run (realm_jax.demo, which also sets the steps and evaluates once at the end): a 500-document sample.
-DEMO_OVERRIDES = {"data.max_docs": 500, "train.log_every": 10}
+# `make demo`'s run (realm_jax.demo, which also sets the steps and evaluates once at the end): a 1,000-document sample.
+DEMO_OVERRIDES = {"data.max_docs": 1000, "train.log_every": 10}
 MODEL_INPUTS = ("query_ids", "query_mask", "candidate_ids", "candidate_mask", "candidate_emb", "allowed")
 
 

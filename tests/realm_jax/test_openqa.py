@@ -196,3 +196,18 @@ def test_tfds_records_are_read_and_a_split_no_document_answers_is_refused(monkey
                                                    r"answer in any document") as error:
     openqa_data.build("web_questions", max_docs=50)
   assert "\n" not in str(error.value)
+
+
+def test_the_demo_corpus_sample_holds_every_gold_document():
+  # `make demo` runs openqa.DEMO_OVERRIDES on the default capitals questions: the sample must keep every gold
+  # document of the questions (a 500-document sample cannot: they have 730).
+  from realm_jax import openqa, openqa_data
+
+  d = load_config(CONFIG, "size=minilm", openqa.DEMO_OVERRIDES).data
+  sample = openqa_data.build(d.dataset, max_docs=d.max_docs, max_questions=d.max_questions, dev_fraction=d.dev_fraction)
+  full = openqa_data.build(d.dataset, max_docs=0, max_questions=d.max_questions, dev_fraction=d.dev_fraction)
+  assert len(sample.documents) == d.max_docs < len(full.documents)
+  for small, whole in zip(sample.train + sample.dev, full.train + full.dev, strict=True):
+    assert small.question == whole.question and small.gold_doc_ids
+    kept = [sample.documents[i].text for i in small.gold_doc_ids]
+    assert kept == [full.documents[i].text for i in whole.gold_doc_ids]
