@@ -40,12 +40,12 @@ from core import tree as tree_lib
 from realm_jax import data as data_lib
 from realm_jax import ict_data, ict_spec
 from realm_jax import model as model_lib
+from realm_jax import synthetic
 from realm_jax.ict_spec import RetrieverSpec, retriever_spec  # noqa: F401 - public: a REALM run checks shapes
 
 Array = jax.Array
 CORPORA = ("synthetic", "wordnet_wikipedia", "wikipedia")  # wikipedia: tfds wikipedia/20230601.en (paper scale)
 INIT_FROM = ("", "minilm")  # or a HuggingFace BERT directory
-MAX_ENTITIES = 400  # realm_jax.synthetic draws 2 two-syllable first names per entity from 900
 RECALL_AT = (1, 5)
 EVAL_CHUNK = 128  # rows embedded per jitted call at evaluation (the last chunk is padded)
 
@@ -102,7 +102,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   config_lib.check_range(config, "ict.remove_probability", 0.0, 1.0, inclusive=True)
   config_lib.check_choice(config, "data.corpus", CORPORA)
-  config_lib.check_int(config, "data.num_entities", minimum=3, maximum=MAX_ENTITIES)
+  config_lib.check_int(config, "data.num_entities", minimum=3, maximum=synthetic.MAX_ENTITIES)
   config_lib.check_int(config, "data.max_docs", minimum=0)
   config_lib.check_int(config, "data.block_words", minimum=1)
   config_lib.check_int(config, "data.query_len", minimum=3, maximum=encoder.max_position_embeddings)
@@ -140,8 +140,6 @@ def load_documents(config: ml_collections.ConfigDict) -> list:
   """The knowledge corpus (`realm_jax.corpora.Document`s, doc_id = position)."""
   data = config.data
   if data.corpus == "synthetic":
-    from realm_jax import synthetic
-
     kb = synthetic.synthetic_knowledge(num_entities=data.num_entities)
     return synthetic.retrieval_corpus(kb, data.synthetic_corpus)[0]  # the Z that pretraining retrieves from
   if data.corpus == "wordnet_wikipedia":

@@ -36,6 +36,7 @@ from realm_jax import index as index_lib
 from realm_jax import masking
 from realm_jax import model as model_lib
 from realm_jax import objective
+from realm_jax import synthetic
 
 CORPORA = ("synthetic", "bundled")
 INIT_FROM = ("", "minilm")
@@ -77,7 +78,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"data.doc_len: join(x, z) of {joined} tokens exceeds model.max_position_embeddings "
       f"{cfg.encoder.max_position_embeddings}"
     )
-  config_lib.check_int(config, "data.num_entities", minimum=2)
+  config_lib.check_int(config, "data.num_entities", minimum=2, maximum=synthetic.MAX_ENTITIES)
   config_lib.check_choice(config, "data.synthetic_corpus", ("profiles", "profiles_and_biographies"))
   config_lib.check_range(config, "data.heldout_fraction", 0.0, 1.0)
   config_lib.check_int(config, "data.max_docs", minimum=0)
@@ -104,8 +105,6 @@ def build_data(config: ml_collections.ConfigDict, tokenizer) -> tuple[list, data
   """(documents, train queries, held-out queries) of the configured corpus."""
   d = config.data
   if d.corpus == "synthetic":
-    from realm_jax import synthetic
-
     kb = synthetic.synthetic_knowledge(d.num_entities, d.heldout_fraction, seed=config.seed)
     documents, ids = synthetic.retrieval_corpus(kb, d.synthetic_corpus)
 

@@ -48,6 +48,9 @@ def _made_up_words(rng: np.random.Generator, count: int, syllables: tuple[int, i
   return list(words)
 
 
+MAX_ENTITIES = 100_000  # names of up to four syllables: 2 · 100,000 last names fit in half of 30² + 30³ + 30⁴
+
+
 def _syllables(count: int, low: int, high: int) -> tuple[int, int]:
   """(low, h) for the smallest h >= high whose words number at least 2 · count: first names have two syllables up
   to 225 entities (30² / 4), then three as well; last names two or three up to 6,975 entities, then four."""
@@ -116,8 +119,8 @@ def synthetic_knowledge(
   entities in a seeded shuffle are held out: their queries are only in `heldout_queries`. Same seed, same output.
   """
   attributes = ATTRIBUTES if attributes is None else attributes
-  if num_entities < 2:
-    raise ValueError(f"num_entities must be >= 2, got {num_entities}")
+  if not 2 <= num_entities <= MAX_ENTITIES:
+    raise ValueError(f"num_entities must be in [2, {MAX_ENTITIES}], got {num_entities}")
   num_heldout = int(round(heldout_fraction * num_entities))
   if not 1 <= num_heldout < num_entities:
     raise ValueError(f"heldout_fraction={heldout_fraction} leaves {num_heldout} of {num_entities} entities held out")

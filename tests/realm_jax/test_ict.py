@@ -213,7 +213,7 @@ def test_minilm_loads_into_the_encoder_shape_and_a_mismatch_is_one_line():
     ({"ict.remove_probability": 1.5}, "ict.remove_probability: must be in [0.0, 1.0], got 1.5"),
     ({"data.corpus": "nope"}, "data.corpus: unknown value 'nope' (allowed: synthetic, wordnet_wikipedia, wikipedia)"),
     ({"init_from": "nope"}, "init_from: unknown value 'nope' (allowed: '', 'minilm' or a HuggingFace BERT directory)"),
-    ({"data.num_entities": 1000}, "data.num_entities: must be <= 400, got 1000"),
+    ({"data.num_entities": 200_000}, "data.num_entities: must be <= 100000, got 200000"),
   ],
 )
 def test_bad_configs_are_one_line_errors_before_any_work(tmp_path, overrides, message):
