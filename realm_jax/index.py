@@ -147,11 +147,15 @@ class IndexRefresh(train_lib.HostHook):
     else:
       self._search = jnp.asarray(self.embeddings_NxD)
 
+  def embed_queries(self, query_ids_BxL: np.ndarray, query_mask_BxL: np.ndarray) -> np.ndarray:
+    """Embed_input(x) with the query embedder of the last refresh (the one the index searches with): query_BxD."""
+    return np.asarray(self._embed_query(self.query_params, query_ids_BxL, query_mask_BxL), np.float32)
+
   def search(self, query_ids_BxL: np.ndarray, query_mask_BxL: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-k documents of each query by MIPS over the index (claim 1 step 4): (scores_Bxk, doc_ids_Bxk)."""
     if self._search is None:
       raise RuntimeError("the index is empty: call refresh() (the training loop does at step 0) first")
-    query_BxD = np.asarray(self._embed_query(self.query_params, query_ids_BxL, query_mask_BxL), np.float32)
+    query_BxD = self.embed_queries(query_ids_BxL, query_mask_BxL)
     if self.backend == "scann":
       return self._search.search(query_BxD, k)
     scores, ids = mips.exact_topk(query_BxD, self._search, k)

@@ -177,6 +177,7 @@ class Pretraining:
     self.config, self.cfg = config, model_config(config)
     self.model = model_lib.Realm(self.cfg)
     self.documents = documents
+    self.eval_batches: list[dict[str, np.ndarray]] = []  # the held-out queries (make_task fills them)
     self.template = jax.eval_shape(self.init_params, jax.random.key(0))
     self.index = realm_index(self.model, documents, config, self.template["query_embedder"], mesh)
 
@@ -294,6 +295,7 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, Pretra
 
   eval_batches = [eval_queries.batch(np.arange(s, min(s + batch_size, eval_queries.size)))
                   for s in range(0, min(eval_queries.size, config.realm.eval_queries), batch_size)]
+  run.eval_batches = eval_batches
   eval_step = jax.jit(lambda params, batch, key: run.loss(params, batch, key, deterministic=True)[1])
   null_step = jax.jit(run.null_accuracy)
 
@@ -344,6 +346,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     index_dir = os.path.join(workdir, "index")
     os.makedirs(index_dir, exist_ok=True)
     np.save(os.path.join(index_dir, "embeddings.npy"), run.index.embeddings_NxD)
+    # The evaluation queries embedded as the index searches them: benchmarks/realm/mips.py --realm_workdir reads
+    # both files (ScaNN against exact search on the model's own embeddings).
+    queries = np.concatenate([run.index.embed_queries(b["query_ids"], b["query_mask"]) for b in run.eval_batches])
+    np.save(os.path.join(index_dir, "queries.npy"), queries)
     evals = [h for h in result.history if h["split"] == "eval"]
     with open(os.path.join(workdir, "results.json"), "w") as f:
       json.dump({"final_eval": evals[-1] if evals else None, "history": result.history,

@@ -59,6 +59,8 @@ def test_the_run_logs_realm_signals_and_writes_its_index(uninterrupted):
   assert final["index_refreshes"] == 2 and final["index_embedded_at"] == 3
   assert {"accuracy", "null_accuracy", "gold_recall_at_k"} <= set(final["final_eval"])
   assert np.load(os.path.join(workdir, "index", "embeddings.npy")).shape == (6, 16)  # the 6 profiles
+  queries = np.load(os.path.join(workdir, "index", "queries.npy"))  # the held-out queries, as the index embeds them
+  assert queries.shape == (4, 16) and np.isfinite(queries).all()  # 1 held-out entity x 4 attributes
 
 
 def test_kill_and_resume_keeps_the_index_and_the_params_bitwise(uninterrupted, tmp_path):
