@@ -58,8 +58,10 @@ class ScannIndex:
     """Builds a 'dot_product' ScaNN searcher; None arguments get defaults scaled to N.
 
     Defaults: num_leaves = min(round(sqrt(N)), 2000); num_leaves_to_search = max(num_leaves // 10,
-    min(num_leaves, 20)); reorder = min(max(10·k, 100), N); training_sample_size = min(N, 100000).
-    N < brute_force_below uses exact (score_brute_force) scoring with no tree.
+    min(num_leaves, 20)); reorder = min(max(25·k, 250), N); training_sample_size = min(N, 100000).
+    N < brute_force_below uses exact (score_brute_force) scoring with no tree. The reorder default was 100 until
+    REALM's own index showed it short (122,121 learned embeddings, k = 10: recall@10 0.886 at 100, 0.959 at 250
+    for 8.7x exact's queries/s; results/realm_mips.json).
     """
     database_NxD = np.ascontiguousarray(np.asarray(database_NxD, dtype=np.float32))
     if database_NxD.ndim != 2:
@@ -83,7 +85,7 @@ class ScannIndex:
       num_leaves = min(num_leaves, num_rows)
       num_leaves_to_search = int(num_leaves_to_search or max(num_leaves // 10, min(num_leaves, 20)))
       num_leaves_to_search = min(num_leaves_to_search, num_leaves)
-      reorder = int(reorder or min(max(10 * k, 100), num_rows))
+      reorder = int(reorder or min(max(25 * k, 250), num_rows))
       sample = int(min(training_sample_size or 100_000, num_rows))
       min_partition = max(1, min(50, num_rows // (4 * num_leaves)))
       searcher = (
