@@ -33,6 +33,7 @@ EXPERIMENTS = {
     ("reformer", "char_lm.py", "attention=lsh,reversible=true"),
     ("transformer", "char_lm.py", "attention=full,reversible=false"),
     ("transformer_reversible", "char_lm.py", "attention=full,reversible=true"),  # which half of the gap is LSH
+    ("shared_qk_full", "char_lm.py", "attention=full_shared_qk,reversible=true"),  # shared QK without hashing
   ],
   "listops": [("reformer", "listops.py", "size=cpu")],
 }

@@ -7,7 +7,8 @@ Command:
       --config.task.path=/data/enwik8.zip
 Model: cpu (ours): the bundled Wikipedia XML excerpt (6.1 MB, 90/5/5 split like enwik8), L 256, 2 layers, d_model
   128, 2 heads of 64, LSH chunk 32 with 2 hashes and 8 buckets, reversible; `attention=full,reversible=false` is the
-  same model with standard full attention and a plain residual stack (a Transformer) for the bpc comparison.
+  same model with standard full attention and a plain residual stack (a Transformer) for the bpc comparison;
+  `attention=full_shared_qk` keeps the shared QK (and no attending to oneself) but attends everywhere, no hashing.
   enwik8 (paper / trax reformer_enwik8.gin): L 65,536, 12 layers, d_model 768, FF 2048, 8 heads, attention pattern
   [local, local, LSH, local] (LSH chunk 256, 512 buckets, 2 hashes; local chunk 128), dropout 0.2, axial positions
   (128, 512) x (256, 512), Adam b2 0.98.
@@ -45,12 +46,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = config_lib.parse_arg(arg, size="cpu", attention="lsh", reversible=True)
   if arg.size not in SIZES:
     raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
-  if arg.attention not in ("lsh", "full"):
-    raise config_lib.ConfigError(f"config arg attention: unknown value {arg.attention!r} (allowed: lsh, full)")
+  if arg.attention not in ("lsh", "full", "full_shared_qk"):
+    raise config_lib.ConfigError(
+      f"config arg attention: unknown value {arg.attention!r} (allowed: lsh, full, full_shared_qk)"
+    )
   row = SIZES[arg.size]
   config = common.base_config("char_lm", **row["model"], reversible=arg.reversible)
-  if arg.attention == "full":  # a Transformer's attention: every layer full, separate Q and K
-    config.model.attention = ("full",)
+  if arg.attention != "lsh":  # full: a Transformer's attention (separate Q and K); full_shared_qk: Reformer's
+    config.model.attention = (arg.attention,)  # shared-QK attention over every position, no hashing
   config.task.update(row["task"])
   config.train.update(row["train"])
   config.optimizer.update(row["optimizer"])
