@@ -43,7 +43,7 @@ SIZES = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = config_lib.parse_arg(arg, size="cpu", attention="lsh", reversible=True)
+  arg = config_lib.parse_arg(arg, size="cpu", attention="lsh", reversible=True, n_hashes=0)
   if arg.size not in SIZES:
     raise config_lib.ConfigError(f"config arg size: unknown value {arg.size!r} (allowed: {', '.join(SIZES)})")
   if arg.attention not in ("lsh", "full", "full_shared_qk"):
@@ -54,6 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base_config("char_lm", **row["model"], reversible=arg.reversible)
   if arg.attention != "lsh":  # full: a Transformer's attention (separate Q and K); full_shared_qk: Reformer's
     config.model.attention = (arg.attention,)  # shared-QK attention over every position, no hashing
+  if arg.n_hashes:  # 0 = the size's own (cpu 2, enwik8 2)
+    config.model.n_hashes = arg.n_hashes
   config.task.update(row["task"])
   config.train.update(row["train"])
   config.optimizer.update(row["optimizer"])
