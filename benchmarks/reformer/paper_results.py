@@ -35,6 +35,7 @@ EXPERIMENTS = {
     ("transformer_reversible", "char_lm.py", "attention=full,reversible=true"),  # which half of the gap is LSH
     ("shared_qk_full", "char_lm.py", "attention=full_shared_qk,reversible=true"),  # shared QK without hashing
     ("reformer_lsh4", "char_lm.py", "attention=lsh,reversible=true,n_hashes=4"),  # does more hashing close it?
+    ("reformer_lsh8", "char_lm.py", "attention=lsh,reversible=true,n_hashes=8"),
   ],
   "listops": [("reformer", "listops.py", "size=cpu")],
 }
