@@ -19,6 +19,7 @@ Writes results/realm_mips.json + .png (`_n<N>` is appended when --n differs from
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -85,6 +86,26 @@ def _load_embeddings(args) -> tuple[np.ndarray, np.ndarray, str] | None:
   if database_NxD.ndim != 2 or query_QxD.ndim != 2 or database_NxD.shape[1] != query_QxD.shape[1]:
     raise SystemExit(f"expected [N, D] and [Q, D] embeddings, got {database_NxD.shape} and {query_QxD.shape}")
   return database_NxD, query_QxD, f"learned embeddings {emb_path} + {query_path}"
+
+
+def _workdir_provenance(workdir: str) -> dict:
+  """What made a REALM workdir's index (its config.json and results.json), recorded beside the ScaNN numbers."""
+  out: dict = {"realm_workdir": str(workdir)}
+  for name in ("config.json", "results.json"):
+    path = Path(workdir) / name
+    if path.is_file():
+      with open(path) as f:
+        out[name] = json.load(f)
+  config, results = out.pop("config.json", {}), out.pop("results.json", {})
+  if config:
+    out.update(data=config.get("data"), retriever_from=config.get("retriever_from"), init_from=config.get("init_from"),
+               total_steps=config.get("train", {}).get("total_steps"), realm=config.get("realm"))  # fmt: skip
+  if results:
+    keys = ("index_embedded_at", "index_refreshes", "refresh_seconds", "train_seconds")
+    out.update({k: results.get(k) for k in keys})
+    if results.get("index_refreshes"):
+      out["refresh_seconds_each"] = results["refresh_seconds"] / results["index_refreshes"]
+  return out
 
 
 def _measure_exact(args, database_dev, query_dev):
@@ -267,6 +288,8 @@ def main(argv=None):
       )
     else:
       scann = _measure_scann(args, *learned)
+      if args.realm_workdir:
+        scann["embeddings_from"] = _workdir_provenance(args.realm_workdir)
   load_end = os.getloadavg()
 
   summary = dict(
