@@ -30,11 +30,11 @@ def read_run(label: str, seed_dir: Path) -> dict:
   if not evals:
     raise SystemExit(f"{label}: {metrics} has no eval rows (train with --config.train.eval_every=N)")
   total, epochs = config["train"]["total_steps"], config["finetune"]["epochs"]
-  steps_per_epoch = total / epochs
+  steps_per_epoch, finished = total / epochs, evals[-1]["step"] == total
   return dict(
     run=label, workdir=str(seed_dir), method=config["lora"]["method"], rank=config["lora"]["rank"],
     lr=config["optimizer"]["peak_lr"], epochs=epochs, total_steps=total, seed=config["seed"],
-    finished=evals[-1]["step"] == total, final=evals[-1]["score"] if evals[-1]["step"] == total else None,
+    finished=finished, final=evals[-1]["score"] if finished else None,
     best=max(r["score"] for r in evals),
     curve=[dict(step=r["step"], epoch=r["step"] / steps_per_epoch, score=r["score"]) for r in evals],
   )  # fmt: skip

@@ -90,21 +90,18 @@ def _load_embeddings(args) -> tuple[np.ndarray, np.ndarray, str] | None:
 
 def _workdir_provenance(workdir: str) -> dict:
   """What made a REALM workdir's index (its config.json and results.json), recorded beside the ScaNN numbers."""
-  out: dict = {"realm_workdir": str(workdir)}
-  for name in ("config.json", "results.json"):
+
+  def read(name: str) -> dict:
     path = Path(workdir) / name
-    if path.is_file():
-      with open(path) as f:
-        out[name] = json.load(f)
-  config, results = out.pop("config.json", {}), out.pop("results.json", {})
-  if config:
-    out.update(data=config.get("data"), retriever_from=config.get("retriever_from"), init_from=config.get("init_from"),
-               total_steps=config.get("train", {}).get("total_steps"), realm=config.get("realm"))  # fmt: skip
-  if results:
-    keys = ("index_embedded_at", "index_refreshes", "refresh_seconds", "train_seconds")
-    out.update({k: results.get(k) for k in keys})
-    if results.get("index_refreshes"):
-      out["refresh_seconds_each"] = results["refresh_seconds"] / results["index_refreshes"]
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+  config, results = read("config.json"), read("results.json")
+  out = dict(realm_workdir=str(workdir), data=config.get("data"), retriever_from=config.get("retriever_from"),
+             init_from=config.get("init_from"), total_steps=config.get("train", {}).get("total_steps"),
+             realm=config.get("realm"))  # fmt: skip
+  out.update({k: results.get(k) for k in ("index_embedded_at", "index_refreshes", "refresh_seconds", "train_seconds")})
+  if results.get("index_refreshes"):
+    out["refresh_seconds_each"] = results["refresh_seconds"] / results["index_refreshes"]
   return out
 
 
