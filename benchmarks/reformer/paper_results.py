@@ -36,6 +36,10 @@ EXPERIMENTS = {
     ("shared_qk_full", "char_lm.py", "attention=full_shared_qk,reversible=true"),  # shared QK without hashing
     ("reformer_lsh4", "char_lm.py", "attention=lsh,reversible=true,n_hashes=4"),  # does more hashing close it?
     ("reformer_lsh8", "char_lm.py", "attention=lsh,reversible=true,n_hashes=8"),
+    ("reformer_lsh16", "char_lm.py", "attention=lsh,reversible=true,n_hashes=16"),  # the trend's next point
+    ("reformer_local_lsh", "char_lm.py", "attention=local_lsh,reversible=true"),  # the enwik8 config's layer mix
+    ("local_full", "char_lm.py", "attention=local_full,reversible=true"),  # that mix with full attention for LSH
+    ("local", "char_lm.py", "attention=local,reversible=true"),  # no LSH: what local context alone gives
   ],
   "listops": [("reformer", "listops.py", "size=cpu")],
 }
