@@ -58,7 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       retriever_lr_multiplier=1.0 if arg.paper or arg.size != "tiny" else 0.1,
       # Steps the embedders wait (learning rate 0) while the reader warms up. 0 in the paper (BERT's MLM head reads
       # from step 0); MiniLM has no MLM head, and its random head's noise sends the retriever's gold recall@4 from
-      # 0.90 to 0.29 in 30 steps (CPU pilot; frozen it holds 0.85 at step 100). No run with a delay yet.
+      # 0.90 to 0.29 in 30 steps (CPU pilot; frozen it holds 0.85 at step 100). A delay must outlast the reader's
+      # warm-up: 200 steps of 8 at 1,000 entities did not (recall@4 0.59 -> 0.004 by step 300; realm_jax/README.md).
       retriever_delay_steps=0,
       eval_queries=512,
     )

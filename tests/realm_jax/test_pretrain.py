@@ -169,3 +169,20 @@ def test_retriever_delay_holds_the_embedders_then_releases_them_at_their_multipl
   assert [row["query_embedder"] for row in seen] == [0.0, 0.0, 0.5]
   assert [row["doc_embedder"] for row in seen] == [0.0, 0.0, 0.5]
   assert [row["reader"] for row in seen] == [1.0, 1.0, 1.0]
+
+
+def test_reader_oracle_hands_the_reader_the_gold_profile_after_null():
+  from benchmarks.realm import reader_oracle
+  from realm_jax import data as data_lib
+
+  ids_NxL = np.arange(12, dtype=np.int32).reshape(4, 3) + 10
+  rows = data_lib.DocumentRows(ids_NxL, np.ones_like(ids_NxL), np.array([1, 2, 0], np.int32),
+                               np.array([1, 1, 0], np.int32))
+  batch = {"gold_docs": np.array([[2, -1], [0, 3]], np.int32)}
+  gold = reader_oracle.with_candidates(batch, rows, "gold")
+  np.testing.assert_array_equal(gold["candidate_ids"], ids_NxL[[2, 0]][:, None])  # the first gold document only
+  pair = reader_oracle.with_candidates(batch, rows, "null_gold")
+  np.testing.assert_array_equal(pair["candidate_ids"][:, 0], [[1, 2, 0]] * 2)  # ∅ first, as the index orders it
+  np.testing.assert_array_equal(pair["candidate_mask"][:, 0], [[1, 1, 0]] * 2)
+  np.testing.assert_array_equal(pair["candidate_ids"][:, 1], ids_NxL[[2, 0]])
+  assert pair["candidate_valid"].shape == (2, 2) and pair["gold_hit"].tolist() == [1.0, 1.0]
