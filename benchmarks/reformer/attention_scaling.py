@@ -149,7 +149,9 @@ def _ratios(rows: list[dict], hashes: list[int], full_at: int) -> dict:
     name = f"lsh{r}"
     out[f"{name}_per_token_{hi}_over_{lo}"] = by_len[hi][name]["us_per_token"] / by_len[lo][name]["us_per_token"]
     if full_at in by_len and by_len[full_at].get("full"):
-      out[f"full_over_{name}_at_{full_at}"] = by_len[full_at]["full"]["median_s"] / by_len[full_at][name]["median_s"]
+      # Per token: full attention may run on fewer sequences than the batch (--full_tokens), so call times differ.
+      out[f"full_over_{name}_at_{full_at}"] = (by_len[full_at]["full"]["us_per_token"]
+                                               / by_len[full_at][name]["us_per_token"])
     out[f"{name}_over_local_max"] = max(c[name]["us_per_token"] / c["local"]["us_per_token"] for c in by_len.values())
     out[f"{name}_over_local_at_{hi}"] = by_len[hi][name]["us_per_token"] / by_len[hi]["local"]["us_per_token"]
   return out
