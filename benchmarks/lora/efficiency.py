@@ -41,6 +41,12 @@ def _bytes(tree) -> int:
   return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, "dtype")))
 
 
+def _cost(compiled) -> dict:
+  """XLA's cost analysis of a compiled program ({'flops', 'bytes accessed', ...}; a list of one dict on some jax)."""
+  cost = compiled.cost_analysis()
+  return cost[0] if isinstance(cost, list) else cost
+
+
 def _median_ms(fn, repeats) -> float:
   return 1e3 * float(np.median(common.time_fn(fn, warmup=2, repeats=repeats)))
 
@@ -118,6 +124,12 @@ def main() -> None:
   )
   rows["step_full_ms"], rows["step_lora_ms"] = steps["full"], steps["lora"]
   rows["step_ratio"] = rows["step_lora_ms"] / rows["step_full_ms"]
+  # XLA's own counts for the two compiled steps: the ratio a compute-bound device approaches (FLOPs) and the one a
+  # memory-bound one does (bytes accessed); the measured ratio lies between them.
+  full_cost = _cost(step_full.lower(params, state_full).compile())
+  lora_cost = _cost(step_lora.lower(trainable_lora, state_lora, frozen).compile())
+  rows["step_flops_ratio"] = lora_cost["flops"] / full_cost["flops"]
+  rows["step_bytes_ratio"] = lora_cost["bytes accessed"] / full_cost["bytes accessed"]
 
   # 3. Inference: base vs merged adapter (same program shape) vs factored adapter.
   forward_at = jax.jit(lambda p, *batch: model.apply({"params": p}, *batch))
@@ -178,8 +190,8 @@ def main() -> None:
         f"{jax.devices()[0].platform}")  # fmt: skip
   for key, goal in goals.items():
     print(f"  {key:>28}: {rows[key]:.4g}   (goal {goal})")
-  for key in ("step_full_ms", "step_lora_ms", "base_ms", "merged_ms", *[k for k in rows if k[-1].isdigit()],
-              "unmerge_merge_switch_ms",
+  for key in ("step_full_ms", "step_lora_ms", "step_flops_ratio", "step_bytes_ratio", "base_ms", "merged_ms",
+              *[k for k in rows if k[-1].isdigit()], "unmerge_merge_switch_ms",
               "recompiles_while_switching", "adapter_bytes", "full_model_bytes"):  # fmt: skip
     print(f"  {key:>28}: {rows[key]:.4g}")
 
