@@ -73,7 +73,6 @@ def test_char_lm_and_listops_train_and_report_their_metrics(tmp_path):
   assert 0 < final["loss"] < 10
 
 
-
 @pytest.mark.parametrize("arg,kinds,full_kinds", [
   ("lsh", ("lsh", "lsh"), ("full_shared_qk", "full_shared_qk")),
   ("full", ("full", "full"), ("full", "full")),
@@ -91,6 +90,7 @@ def test_char_lm_attention_args_give_their_layer_mix(arg, kinds, full_kinds):
   assert cfg.kinds == kinds
   assert cfg.length_multiple == (32 if {"lsh", "local"} & set(kinds) else 1)  # LSH and local chunks: both 32
   assert train.variant(cfg, "full").kinds == full_kinds  # the "evaluated with full" column swaps every layer
+
 
 EIGHT_DEVICES = """
 import json, sys
