@@ -82,7 +82,8 @@ class IndexRefresh(train_lib.HostHook):
     self.embeddings_NxD = np.zeros((documents.size, proj_size), np.float32)
     self.embedded_at = -1  # the step of the last refresh; -1 = never
     self.query_params = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), query_template)
-    self.refreshes = 0
+    self.refreshes = 0  # re-embeddings of the corpus (a refresh with unchanged embedders is skipped, not counted)
+    self._doc_params: Any = None  # the document embedder of the last re-embedding (host copy, not checkpointed)
     self.refresh_seconds_total = 0.0  # wall time spent refreshing in this process (the share of a run it costs)
     self._search: Any = None
 
@@ -92,10 +93,10 @@ class IndexRefresh(train_lib.HostHook):
     metrics = {}
     if self.embedded_at < 0 or (step % self.refresh_every == 0 and step != self.embedded_at):
       started = time.perf_counter()
-      self.refresh(params(), step)
-      metrics["refresh_seconds"] = time.perf_counter() - started
-      self.refresh_seconds_total += metrics["refresh_seconds"]
-      metrics["refresh_docs_per_second"] = self.documents.size / metrics["refresh_seconds"]
+      if self.refresh(params(), step):
+        metrics["refresh_seconds"] = time.perf_counter() - started
+        self.refresh_seconds_total += metrics["refresh_seconds"]
+        metrics["refresh_docs_per_second"] = self.documents.size / metrics["refresh_seconds"]
     metrics["index_staleness"] = float(step - self.embedded_at)
     return metrics
 
@@ -110,6 +111,7 @@ class IndexRefresh(train_lib.HostHook):
     self.embeddings_NxD = np.asarray(tree["embeddings"], np.float32)
     self.embedded_at = int(tree["embedded_at"])
     self.query_params = jax.tree.map(np.asarray, tree["query_embedder"])
+    self._doc_params = None  # the next refresh re-embeds (and reproduces these embeddings while nothing changed)
     self._search = None
     if self.embedded_at >= 0:
       self._build()
@@ -132,14 +134,24 @@ class IndexRefresh(train_lib.HostHook):
       out[start : start + rows] = np.asarray(self._embed_documents(doc_params, ids, mask))[:rows]
     return out
 
-  def refresh(self, params: Any, step: int) -> None:
-    """Re-embeds the corpus with `params`' document embedder, copies its query embedder, rebuilds the search."""
-    query_params, doc_params = self.select(params)
-    self.embeddings_NxD = self.embed_corpus(doc_params)
-    self.query_params = jax.tree.map(lambda x: np.array(jax.device_get(x)), query_params)
+  def refresh(self, params: Any, step: int) -> bool:
+    """Re-embeds the corpus with `params`' document embedder, copies its query embedder, rebuilds the search.
+
+    When neither embedder changed since the last refresh (e.g. while they wait for the reader to warm up) the
+    re-embedding would reproduce the index exactly: it is skipped and only `embedded_at` moves, so the hook's
+    state is the same as after a real refresh. Returns whether the corpus was re-embedded."""
+    query_params, doc_params = (jax.tree.map(lambda x: np.array(jax.device_get(x)), p) for p in self.select(params))
+    unchanged = self._doc_params is not None and all(
+      jax.tree.leaves(jax.tree.map(np.array_equal, (query_params, doc_params), (self.query_params, self._doc_params)))
+    )
     self.embedded_at = step
+    if unchanged:
+      return False
+    self.embeddings_NxD = self.embed_corpus(doc_params)
+    self.query_params, self._doc_params = query_params, doc_params
     self.refreshes += 1
     self._build()
+    return True
 
   def _build(self) -> None:
     if self.backend == "scann":

@@ -150,14 +150,14 @@ class FrozenDocumentIndex(index_lib.IndexRefresh):
   """`IndexRefresh` for a frozen document embedder (ORQA §4): the corpus is embedded at the first refresh only; later
   refreshes copy the query embedder that searches it (the stored embeddings stay exact: the embedder never moves)."""
 
-  def refresh(self, params: Any, step: int) -> None:
+  def refresh(self, params: Any, step: int) -> bool:
     if self.embedded_at < 0:  # a resumed run restores the embeddings (IndexRefresh.restore) and never re-embeds
-      super().refresh(params, step)
-      return
+      return super().refresh(params, step)
     query_params, _ = self.select(params)
     self.query_params = jax.tree.map(lambda x: np.array(jax.device_get(x)), query_params)
     self.embedded_at = step
     self.refreshes += 1
+    return False
 
   def before_step(self, step: int, params: Any) -> dict[str, float]:
     first = self.embedded_at < 0

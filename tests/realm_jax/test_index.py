@@ -97,6 +97,20 @@ def test_refresh_happens_on_schedule_and_not_before():
   assert hook.refreshes == 2 and hook.embedded_at == 3
 
 
+def test_refresh_with_unchanged_embedders_skips_the_re_embedding():
+  hook = _hook(refresh_every=2)
+  hook.before_step(0, lambda: {"table": _table(0)})
+  embedded = hook.embeddings_NxD.copy()
+  metrics = hook.before_step(2, lambda: {"table": _table(0)})  # the embedders did not move (e.g. a warm-up delay)
+  assert hook.refreshes == 1 and hook.embedded_at == 2 and metrics["index_staleness"] == 0.0
+  assert "refresh_seconds" not in metrics
+  np.testing.assert_array_equal(hook.embeddings_NxD, embedded)
+  np.testing.assert_array_equal(hook.embed_corpus(_table(0)), embedded)  # what re-embedding would have given
+  metrics = hook.before_step(4, lambda: {"table": _table(1)})  # they moved: a real refresh
+  assert hook.refreshes == 2 and metrics["refresh_seconds"] > 0
+  assert not np.array_equal(hook.embeddings_NxD, embedded)
+
+
 def test_state_round_trip_restores_the_same_retrieval():
   hook = _hook()
   hook.before_step(0, lambda: {"table": _table(2)})
