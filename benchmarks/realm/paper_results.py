@@ -2,16 +2,18 @@
 
 Guu et al. 2020 (arXiv 2002.08909) §3.3-3.4 and Table 2: retrieval lets the masked-LM predict facts it has never
 memorised (held-out entities appear only in documents: with ∅ alone the model is at chance, 1/8); the index must be
-refreshed while the retriever learns (a 30x stale index: NQ 38.2 -> 28.7 EM); a cold-start retriever does not learn
-without the ICT warm start. Runs, each through the entry points' code into WORKDIR/<run>/ (resumable):
-  ict             python -m realm_jax.ict --config=configs/realm/ict.py (the warm start)
+refreshed while the retriever learns (a 30x stale index: NQ 38.2 -> 28.7 EM); a retriever without the ICT warm start
+does not learn. Runs, each through the entry points' code into WORKDIR/<run>/ (resumable: a finished run is read back):
+  ict             python -m realm_jax.ict --config=configs/realm/ict.py:corpus=synthetic,size=SIZE (the warm start)
   refreshed       pretrain from the ICT retriever, index refreshed every realm.refresh_every steps
   stale           the same, index never refreshed after step 0
-  random_init     pretrain from a random retriever, refreshed
-Writes results/realm_synthetic.json (final held-out accuracy with retrieval and with ∅ alone, gold recall@k, the
-refresh's share of wall time) and .png (held-out gold recall@k and accuracy over training).
+  no_ict          pretrain without the warm start (the retriever of `init_from`: random for tiny, MiniLM's encoder)
+Writes results/NAME.json (final held-out accuracy with retrieval and with ∅ alone, gold recall@k, the refresh's
+share of wall time, the eval curves) and .png (held-out gold recall@k and accuracy over training).
 
-  python -m benchmarks.realm.paper_results --workdir /tmp/realm_runs [--steps 400] [--only refreshed,stale]
+  python -m benchmarks.realm.paper_results --workdir /tmp/realm_runs [--steps 400] [--only refreshed,stale]  # tiny
+  python -m benchmarks.realm.paper_results --workdir /tmp/realm_minilm --size minilm --entities 1000 \
+      --ict_steps 200 --ict_eval_queries 200 --steps 400 --batch 16 --delay 250 --only refreshed --name realm_synthetic_minilm
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 from benchmarks.core import common
 
@@ -30,44 +33,60 @@ def _history(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
+  parser.add_argument("--size", default="tiny", help="tiny | minilm (configs/realm/common.py)")
+  parser.add_argument("--entities", type=int, default=100, help="synthetic entities (a fifth held out)")
   parser.add_argument("--steps", type=int, default=400, help="pretraining steps per run")
+  parser.add_argument("--batch", type=int, default=8, help="pretraining batch size")
+  parser.add_argument("--delay", type=int, default=0, help="realm.retriever_delay_steps: the reader's warm-up")
   parser.add_argument("--ict_steps", type=int, default=400)
+  parser.add_argument("--ict_eval_queries", type=int, default=40, help="held-out ICT documents (pseudo-queries)")
+  parser.add_argument("--eval_queries", type=int, default=256)
   parser.add_argument("--only", default="", help="comma-separated pretraining runs (default: all)")
   parser.add_argument("--name", default=NAME)
-  args = parser.parse_args()
+  parser.add_argument("--results_dir", default=None, help="default: the repository's results/")
+  args = parser.parse_args(argv)
   from realm_jax import ict, pretrain  # pylint: disable=g-import-not-at-top  # (--help without jax)
   from tests.helpers import load_config  # pylint: disable=g-import-not-at-top
 
   ict_dir = os.path.join(args.workdir, "ict")
-  ict_config = load_config("configs/realm/ict.py", None, {"train.total_steps": args.ict_steps, "train.progress": False})
+  ict_config = load_config("configs/realm/ict.py", f"corpus=synthetic,size={args.size}", {
+    "data.num_entities": args.entities, "eval.num_queries": args.ict_eval_queries,
+    "train.total_steps": args.ict_steps, "train.eval_every": max(1, args.ict_steps // 4), "train.progress": False})
   ict.train_and_evaluate(ict_config, ict_dir)
-  ict_eval = [h for h in _history(ict_dir) if h["split"] == "eval"][-1]
+  ict_curve = [h for h in _history(ict_dir) if h["split"] == "eval"]
+  ict_eval = ict_curve[-1]
   print(f"ict: held-out pseudo-query recall@1 {ict_eval['recall_at_1']:.3f}, recall@5 {ict_eval['recall_at_5']:.3f}")
 
+  common_overrides = {"data.num_entities": args.entities, "train.batch_size": args.batch,
+                      "train.total_steps": args.steps, "train.eval_every": max(1, args.steps // 4),
+                      "realm.retriever_delay_steps": args.delay, "realm.eval_queries": args.eval_queries,
+                      "train.progress": False}  # fmt: skip
   runs = {
     "refreshed": {"retriever_from": ict_dir},
     "stale": {"retriever_from": ict_dir, "realm.refresh_every": args.steps + 1},
-    "random_init": {},
+    "no_ict": {},
   }
   rows = []
   for name, overrides in runs.items():
     if args.only and name not in args.only.split(","):
       continue
-    config = load_config("configs/realm/pretrain.py", None,
-                         {**overrides, "train.total_steps": args.steps, "train.progress": False})
+    config = load_config("configs/realm/pretrain.py", f"size={args.size}", {**common_overrides, **overrides})
     run_dir = os.path.join(args.workdir, name)
     pretrain.train_and_evaluate(config, run_dir)
     with open(os.path.join(run_dir, "results.json")) as f:
       results = json.load(f)
     final = results["final_eval"]
     evals = [h for h in _history(run_dir) if h["split"] == "eval"]
+    trains = [h for h in _history(run_dir) if h["split"] == "train"]
     rows.append(dict(run=name, overrides=overrides, final=final, refresh_share=results["refresh_share"],
                      refreshes=results["index_refreshes"], train_seconds=results["train_seconds"],
-                     eval_curve=[{k: h[k] for k in ("step", "accuracy", "null_accuracy", "gold_recall_at_k")}
-                                 for h in evals]))  # fmt: skip
+                     eval_curve=[{k: h[k] for k in ("step", "accuracy", "null_accuracy", "gold_recall_at_k", "p_null")}
+                                 for h in evals],
+                     train_curve=[{k: h[k] for k in ("step", "accuracy", "gold_recall_at_k", "p_null")}
+                                  for h in trains]))  # fmt: skip
     print(f"{name:>12}: held-out accuracy {100 * final['accuracy']:.1f}% with retrieval, "
           f"{100 * final['null_accuracy']:.1f}% with the null document alone (chance 12.5%), gold recall@k "
           f"{final['gold_recall_at_k']:.3f}; {results['index_refreshes']} refreshes, "
@@ -82,11 +101,13 @@ def main() -> None:
     ax.axhline(0.125, color="gray", linestyle=":", label="chance (1/8)")
     ax.set_xlabel("pretraining step")
     ax.set_ylabel("held-out queries")
-    ax.set_title("REALM on synthetic knowledge (tiny encoders, CPU)")
+    ax.set_title(f"REALM on synthetic knowledge ({args.size}, {args.entities} entities, CPU)")
     ax.legend(fontsize=7)
 
-  path = common.write_results(args.name, dict(settings=vars(args), ict=ict_eval, rows=rows), plot)
+  results = dict(settings=vars(args), ict=ict_eval, ict_curve=ict_curve, rows=rows)
+  path = common.write_results(args.name, results, plot, results_dir=args.results_dir)
   print(f"wrote {path}, {path.with_suffix('.png')}")
+  return path
 
 
 if __name__ == "__main__":

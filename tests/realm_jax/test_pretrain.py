@@ -186,3 +186,18 @@ def test_reader_oracle_hands_the_reader_the_gold_profile_after_null():
   np.testing.assert_array_equal(pair["candidate_mask"][:, 0], [[1, 1, 0]] * 2)
   np.testing.assert_array_equal(pair["candidate_ids"][:, 1], ids_NxL[[2, 0]])
   assert pair["candidate_valid"].shape == (2, 2) and pair["gold_hit"].tolist() == [1.0, 1.0]
+
+
+def test_paper_results_script_runs_refreshed_and_stale(tmp_path):
+  from benchmarks.realm import paper_results
+
+  path = paper_results.main([
+    "--workdir", str(tmp_path / "runs"), "--entities", "60", "--ict_steps", "2", "--ict_eval_queries", "8",
+    "--steps", "2", "--eval_queries", "8", "--only", "refreshed,stale", "--results_dir", str(tmp_path)])
+  results = json.load(open(path))
+  assert [row["run"] for row in results["rows"]] == ["refreshed", "stale"]
+  assert results["rows"][1]["overrides"]["realm.refresh_every"] == 3  # never refreshed after step 0
+  for row in results["rows"]:
+    assert row["refreshes"] == 1 and [p["step"] for p in row["eval_curve"]] == [1, 2]
+    assert 0.0 <= row["final"]["accuracy"] <= 1.0 and 0.0 <= row["final"]["null_accuracy"] <= 1.0
+  assert (tmp_path / "realm_synthetic.png").exists()
