@@ -342,6 +342,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   started = time.perf_counter()
   result = train_lib.train(config, workdir, task)
   seconds = time.perf_counter() - started
+  results_path = os.path.join(workdir, "results.json")
+  if result.resumed_from == config.train.total_steps and os.path.exists(results_path):
+    return result  # a finished run, read back: its results (history, timings) stay as that run wrote them
   if jax.process_index() == 0:
     index_dir = os.path.join(workdir, "index")
     os.makedirs(index_dir, exist_ok=True)
@@ -351,7 +354,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     queries = np.concatenate([run.index.embed_queries(b["query_ids"], b["query_mask"]) for b in run.eval_batches])
     np.save(os.path.join(index_dir, "queries.npy"), queries)
     evals = [h for h in result.history if h["split"] == "eval"]
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with open(results_path, "w") as f:
       json.dump({"final_eval": evals[-1] if evals else None, "history": result.history,
                  "index_embedded_at": run.index.embedded_at, "index_refreshes": run.index.refreshes,
                  "train_seconds": seconds, "refresh_seconds": run.index.refresh_seconds_total,

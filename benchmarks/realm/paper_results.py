@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> Path:
   parser.add_argument("--steps", type=int, default=400, help="pretraining steps per run")
   parser.add_argument("--batch", type=int, default=8, help="pretraining batch size")
   parser.add_argument("--delay", type=int, default=0, help="realm.retriever_delay_steps: the reader's warm-up")
+  parser.add_argument("--k", type=int, default=0, help="realm.k, retrieved documents per query (0: the config's)")
+  parser.add_argument("--query_len", type=int, default=0, help="data.query_len (0: the config's)")
+  parser.add_argument("--eval_every", type=int, default=0, help="pretraining eval cadence (0: steps / 4)")
   parser.add_argument("--ict_steps", type=int, default=400)
   parser.add_argument("--ict_eval_queries", type=int, default=40, help="held-out ICT documents (pseudo-queries)")
+  parser.add_argument("--ict_eval_every", type=int, default=0, help="ICT eval cadence (0: ict_steps / 4)")
   parser.add_argument("--eval_queries", type=int, default=256)
   parser.add_argument("--only", default="", help="comma-separated pretraining runs (default: all)")
   parser.add_argument("--name", default=NAME)
@@ -54,16 +58,19 @@ def main(argv: list[str] | None = None) -> Path:
   ict_dir = os.path.join(args.workdir, "ict")
   ict_config = load_config("configs/realm/ict.py", f"corpus=synthetic,size={args.size}", {
     "data.num_entities": args.entities, "eval.num_queries": args.ict_eval_queries,
-    "train.total_steps": args.ict_steps, "train.eval_every": max(1, args.ict_steps // 4), "train.progress": False})
+    "train.total_steps": args.ict_steps, "train.eval_every": args.ict_eval_every or max(1, args.ict_steps // 4),
+    "train.progress": False})
   ict.train_and_evaluate(ict_config, ict_dir)
   ict_curve = [h for h in _history(ict_dir) if h["split"] == "eval"]
   ict_eval = ict_curve[-1]
   print(f"ict: held-out pseudo-query recall@1 {ict_eval['recall_at_1']:.3f}, recall@5 {ict_eval['recall_at_5']:.3f}")
 
   common_overrides = {"data.num_entities": args.entities, "train.batch_size": args.batch,
-                      "train.total_steps": args.steps, "train.eval_every": max(1, args.steps // 4),
+                      "train.total_steps": args.steps, "train.eval_every": args.eval_every or max(1, args.steps // 4),
                       "realm.retriever_delay_steps": args.delay, "realm.eval_queries": args.eval_queries,
                       "train.progress": False}  # fmt: skip
+  common_overrides.update({"realm.k": args.k} if args.k else {})
+  common_overrides.update({"data.query_len": args.query_len} if args.query_len else {})
   runs = {
     "refreshed": {"retriever_from": ict_dir},
     "stale": {"retriever_from": ict_dir, "realm.refresh_every": args.steps + 1},

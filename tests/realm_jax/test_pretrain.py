@@ -193,8 +193,11 @@ def test_paper_results_script_runs_refreshed_and_stale(tmp_path):
 
   path = paper_results.main([
     "--workdir", str(tmp_path / "runs"), "--entities", "60", "--ict_steps", "2", "--ict_eval_queries", "8",
-    "--steps", "2", "--eval_queries", "8", "--only", "refreshed,stale", "--results_dir", str(tmp_path)])
+    "--steps", "2", "--eval_queries", "8", "--only", "refreshed,stale", "--results_dir", str(tmp_path),
+    "--k", "2", "--query_len", "24"])
   results = json.load(open(path))
+  run_config = json.load(open(tmp_path / "runs" / "stale" / "config.json"))
+  assert (run_config["realm"]["k"], run_config["data"]["query_len"]) == (2, 24)
   assert [row["run"] for row in results["rows"]] == ["refreshed", "stale"]
   assert results["rows"][1]["overrides"]["realm.refresh_every"] == 3  # never refreshed after step 0
   for row in results["rows"]:
