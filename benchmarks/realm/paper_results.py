@@ -8,12 +8,14 @@ does not learn. Runs, each through the entry points' code into WORKDIR/<run>/ (r
   refreshed       pretrain from the ICT retriever, index refreshed every realm.refresh_every steps
   stale           the same, index never refreshed after step 0
   no_ict          pretrain without the warm start (the retriever of `init_from`: random for tiny, MiniLM's encoder)
+  no_ict_stale    the same, index never refreshed after step 0 (the ablation where the retriever has to learn)
 Writes results/NAME.json (final held-out accuracy with retrieval and with ∅ alone, gold recall@k, the refresh's
 share of wall time, the eval curves) and .png (held-out gold recall@k and accuracy over training).
 
   python -m benchmarks.realm.paper_results --workdir /tmp/realm_runs [--steps 400] [--only refreshed,stale]  # tiny
-  python -m benchmarks.realm.paper_results --workdir /tmp/realm_minilm --size minilm --entities 1000 \
-      --ict_steps 200 --ict_eval_queries 200 --steps 400 --batch 16 --delay 250 --only refreshed --name realm_synthetic_minilm
+  python -m benchmarks.realm.paper_results --workdir /tmp/realm_minilm --size minilm --entities 200 --ict_steps 150 \
+      --ict_eval_every 50 --steps 400 --batch 8 --delay 150 --k 2 --query_len 24 --eval_every 50 \
+      --eval_queries 512 --only refreshed,stale,no_ict --name realm_synthetic_minilm      # realm_jax/README.md's runs
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> Path:
     "refreshed": {"retriever_from": ict_dir},
     "stale": {"retriever_from": ict_dir, "realm.refresh_every": args.steps + 1},
     "no_ict": {},
+    "no_ict_stale": {"realm.refresh_every": args.steps + 1},
   }
   rows = []
   for name, overrides in runs.items():
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> Path:
           f"{100 * results['refresh_share']:.1f}% of wall time", flush=True)  # fmt: skip
 
   def plot(ax):
-    for row, color in zip(rows, "bgrcm"):
+    for row, color in zip(rows, "bgrcmk"):
       steps = [p["step"] for p in row["eval_curve"]]
       ax.plot(steps, [p["gold_recall_at_k"] for p in row["eval_curve"]], "-", color=color,
               label=f"{row['run']}: gold recall@k")

@@ -7,8 +7,11 @@ Command:
 Args: size=tiny|minilm|base (configs/realm/common.py), corpus=synthetic|bundled, paper=true|false (the paper's
   optimisation: batch 512, 200k steps, lr 3e-5, k = 8, 288-token blocks, BERT-base; needs an accelerator pod).
 Expected: paper: NQ 39.2 / WQ 40.2 EM after open-QA finetuning (Table 1, 64 TPUs). This project, CPU synthetic:
-  see realm_jax/README.md (held-out masked-attribute accuracy with retrieval vs ∅ alone; results/realm_*.json).
-Runtime: synthetic tiny: about 1 s/step on 2 CPU cores (batch 8, k 4); paper: 200k steps on 64 TPUs.
+  size=minilm from a MiniLM ICT warm start, 200 entities, k = 2, query_len 24, retriever_delay_steps 150, 400 steps:
+  held-out masked-attribute accuracy 0.944 with retrieval vs 0.112 with ∅ alone (results/realm_synthetic_minilm.json,
+  the command in realm_jax/README.md).
+Runtime: synthetic tiny: about 1 s/step on 2 CPU cores (batch 8, k 4); minilm (k 2): 2.6 s/step; paper: 200k steps
+  on 64 TPUs.
 """
 
 import ml_collections
