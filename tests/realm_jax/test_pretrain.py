@@ -191,11 +191,16 @@ def test_reader_oracle_hands_the_reader_the_gold_profile_after_null():
 def test_paper_results_script_runs_refreshed_and_stale(tmp_path):
   from benchmarks.realm import paper_results
 
-  path = paper_results.main([
+  argv = [
     "--workdir", str(tmp_path / "runs"), "--entities", "60", "--ict_steps", "2", "--ict_eval_queries", "8",
     "--steps", "2", "--eval_queries", "8", "--only", "refreshed,stale", "--results_dir", str(tmp_path),
-    "--k", "2", "--query_len", "24"])
+    "--k", "2", "--query_len", "24"]  # fmt: skip
+  path = paper_results.main(argv)
   results = json.load(open(path))
+  written = (tmp_path / "runs" / "stale" / "results.json").read_text()
+  # Run again over the finished runs: they are read back (no step trained), their results.json kept as written.
+  assert json.load(open(paper_results.main(argv)))["rows"] == results["rows"]
+  assert (tmp_path / "runs" / "stale" / "results.json").read_text() == written
   run_config = json.load(open(tmp_path / "runs" / "stale" / "config.json"))
   assert (run_config["realm"]["k"], run_config["data"]["query_len"]) == (2, 24)
   assert [row["run"] for row in results["rows"]] == ["refreshed", "stale"]
