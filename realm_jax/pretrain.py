@@ -99,6 +99,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   config_lib.check_int(config, "realm.eval_queries", minimum=1)
   _check_source(config, "init_from", INIT_FROM)
   _check_source(config, "retriever_from", ("",))
+  _check_source(config, "reader_from", ("",))
 
 
 def build_data(config: ml_collections.ConfigDict, tokenizer) -> tuple[list, data_lib.QueryArrays, data_lib.QueryArrays]:
@@ -235,8 +236,8 @@ class Pretraining:
 def load_initial_params(config: ml_collections.ConfigDict, fresh: Any) -> dict[str, Any] | None:
   """Whole top-level subtrees for `core.train.Task.initial_params`: the imported encoder in all three networks
   (`init_from`; the projections, and the MLM head when the checkpoint has none, e.g. MiniLM, keep their fresh init
-  from `fresh`, one projection shared by the two embedders) and the ICT-trained embedders (`retriever_from`),
-  checked against the model's shapes."""
+  from `fresh`, one projection shared by the two embedders), the ICT-trained embedders (`retriever_from`) and a
+  saved reader (`reader_from`, `realm_jax.warm_start`), checked against the model's shapes."""
   from core import bert_import
   from core.data import corpora
 
@@ -262,6 +263,10 @@ def load_initial_params(config: ml_collections.ConfigDict, fresh: Any) -> dict[s
     for name in ("query_embedder", "doc_embedder"):
       check("retriever_from", fresh[name], retriever[name])
       initial[name] = retriever[name]
+  if config.get("reader_from"):
+    from realm_jax import warm_start
+
+    initial["reader"] = warm_start.load_reader(config.reader_from, fresh["reader"])
   return initial or None
 
 
@@ -276,7 +281,7 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, Pretra
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.model)
   run = Pretraining(config, rows, mesh)
   initial = None
-  if config.init_from or config.retriever_from:  # the loop's own init key (core.train.init_params) for the new parts
+  if config.init_from or config.retriever_from or config.get("reader_from"):  # the loop's own init key (core.train.init_params) for the new parts
     fresh = jax.device_get(jax.jit(run.init_params)(jax.random.fold_in(jax.random.key(config.seed), 0)))
     initial = load_initial_params(config, fresh)
   batch_size = config.train.batch_size

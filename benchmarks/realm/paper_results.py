@@ -9,6 +9,9 @@ does not learn. Runs, each through the entry points' code into WORKDIR/<run>/ (r
   stale           the same, index never refreshed after step 0
   no_ict          pretrain without the warm start (the retriever of `init_from`: random for tiny, MiniLM's encoder)
   no_ict_stale    the same, index never refreshed after step 0 (the ablation where the retriever has to learn)
+With --reader_steps N every pretraining run starts its reader from a reader trained N steps on the gold document
+alone (benchmarks/realm/reader_oracle.py, saved to WORKDIR/reader; `reader_from`): a reader that reads from step 0,
+as the paper's BERT MLM head does (MiniLM has none). The ICT run is made only when a selected run needs it.
 Writes results/NAME.json (final held-out accuracy with retrieval and with ∅ alone, gold recall@k, the refresh's
 share of wall time, the eval curves) and .png (held-out gold recall@k and accuracy over training).
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from benchmarks.core import common
 
 NAME = "realm_synthetic"
+RUNS = ("refreshed", "stale", "no_ict", "no_ict_stale")
 
 
 def _history(workdir: str) -> list[dict]:
@@ -50,39 +54,56 @@ def main(argv: list[str] | None = None) -> Path:
   parser.add_argument("--ict_eval_queries", type=int, default=40, help="held-out ICT documents (pseudo-queries)")
   parser.add_argument("--ict_eval_every", type=int, default=0, help="ICT eval cadence (0: ict_steps / 4)")
   parser.add_argument("--eval_queries", type=int, default=256)
+  parser.add_argument("--reader_steps", type=int, default=0, help="steps of the gold-document reader (0: none)")
+  parser.add_argument("--reader_batch", type=int, default=16)
   parser.add_argument("--only", default="", help="comma-separated pretraining runs (default: all)")
   parser.add_argument("--name", default=NAME)
   parser.add_argument("--results_dir", default=None, help="default: the repository's results/")
   args = parser.parse_args(argv)
-  from realm_jax import ict, pretrain  # pylint: disable=g-import-not-at-top  # (--help without jax)
+  from benchmarks.realm import reader_oracle  # pylint: disable=g-import-not-at-top  # (--help without jax)
+  from realm_jax import ict, pretrain  # pylint: disable=g-import-not-at-top
   from tests.helpers import load_config  # pylint: disable=g-import-not-at-top
 
-  ict_dir = os.path.join(args.workdir, "ict")
-  ict_config = load_config("configs/realm/ict.py", f"corpus=synthetic,size={args.size}", {
-    "data.num_entities": args.entities, "eval.num_queries": args.ict_eval_queries,
-    "train.total_steps": args.ict_steps, "train.eval_every": args.ict_eval_every or max(1, args.ict_steps // 4),
-    "train.progress": False})
-  ict.train_and_evaluate(ict_config, ict_dir)
-  ict_curve = [h for h in _history(ict_dir) if h["split"] == "eval"]
-  ict_eval = ict_curve[-1]
-  print(f"ict: held-out pseudo-query recall@1 {ict_eval['recall_at_1']:.3f}, recall@5 {ict_eval['recall_at_5']:.3f}")
+  selected = [name for name in RUNS if not args.only or name in args.only.split(",")]
+  if bad := [name for name in (args.only.split(",") if args.only else []) if name not in RUNS]:
+    parser.error(f"--only: unknown run {bad[0]!r} (allowed: {', '.join(RUNS)})")
+  ict_dir, ict_eval, ict_curve = os.path.join(args.workdir, "ict"), None, []
+  if {"refreshed", "stale"} & set(selected):
+    ict_config = load_config("configs/realm/ict.py", f"corpus=synthetic,size={args.size}", {
+      "data.num_entities": args.entities, "eval.num_queries": args.ict_eval_queries,
+      "train.total_steps": args.ict_steps, "train.eval_every": args.ict_eval_every or max(1, args.ict_steps // 4),
+      "train.progress": False})
+    ict.train_and_evaluate(ict_config, ict_dir)
+    ict_curve = [h for h in _history(ict_dir) if h["split"] == "eval"]
+    ict_eval = ict_curve[-1]
+    print(f"ict: held-out pseudo-query recall@1 {ict_eval['recall_at_1']:.3f}, recall@5 {ict_eval['recall_at_5']:.3f}")
+  reader, reader_record = {}, None
+  if args.reader_steps:
+    reader_dir = os.path.join(args.workdir, "reader")
+    if not os.path.isdir(os.path.join(reader_dir, "reader")):  # resumable: a saved reader is read back
+      reader_oracle.train_reader(argparse.Namespace(
+        size=args.size, entities=args.entities, steps=args.reader_steps, batch=args.reader_batch, lr=0.0,
+        eval_every=max(1, args.reader_steps // 4), eval_queries=args.eval_queries, save_reader=reader_dir), "gold")
+    with open(os.path.join(reader_dir, "reader.json")) as f:
+      reader_record = json.load(f)
+    print(f"reader: held-out accuracy with the gold document {reader_record['final']['heldout_gold']:.3f}")
+    reader = {"reader_from": reader_dir}
 
   common_overrides = {"data.num_entities": args.entities, "train.batch_size": args.batch,
                       "train.total_steps": args.steps, "train.eval_every": args.eval_every or max(1, args.steps // 4),
                       "realm.retriever_delay_steps": args.delay, "realm.eval_queries": args.eval_queries,
-                      "train.progress": False}  # fmt: skip
+                      "train.progress": False, **reader}  # fmt: skip
   common_overrides.update({"realm.k": args.k} if args.k else {})
   common_overrides.update({"data.query_len": args.query_len} if args.query_len else {})
-  runs = {
+  overrides_by_run = {
     "refreshed": {"retriever_from": ict_dir},
     "stale": {"retriever_from": ict_dir, "realm.refresh_every": args.steps + 1},
     "no_ict": {},
     "no_ict_stale": {"realm.refresh_every": args.steps + 1},
   }
   rows = []
-  for name, overrides in runs.items():
-    if args.only and name not in args.only.split(","):
-      continue
+  for name in selected:
+    overrides = overrides_by_run[name]
     config = load_config("configs/realm/pretrain.py", f"size={args.size}", {**common_overrides, **overrides})
     run_dir = os.path.join(args.workdir, name)
     pretrain.train_and_evaluate(config, run_dir)
@@ -114,7 +135,7 @@ def main(argv: list[str] | None = None) -> Path:
     ax.set_title(f"REALM on synthetic knowledge ({args.size}, {args.entities} entities, CPU)")
     ax.legend(fontsize=7)
 
-  results = dict(settings=vars(args), ict=ict_eval, ict_curve=ict_curve, rows=rows)
+  results = dict(settings=vars(args), ict=ict_eval, ict_curve=ict_curve, reader=reader_record, rows=rows)
   path = common.write_results(args.name, results, plot, results_dir=args.results_dir)
   print(f"wrote {path}, {path.with_suffix('.png')}")
   return path

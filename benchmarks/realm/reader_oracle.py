@@ -10,6 +10,9 @@ used) on the synthetic corpus of `configs/realm/pretrain.py` with p(z|x) fixed:
              −log Σ_z p(z|x) p(y|x,z) over the two (Eq. 5 with perfect recall@1: the gold candidate's share of the
              reader's gradient is its posterior, so reading starts later than with the gold profile alone).
 
+`--save_reader DIR` (one mode) keeps the trained reader for `realm_jax.pretrain`'s `reader_from`
+(realm_jax/warm_start.py: a reader that reads from step 0, as the paper's BERT MLM head does).
+
 Logged every `--eval_every` steps: held-out accuracy (entities with no training query) with the gold profile and
 with ∅ alone, and the same on 256 training queries (memorisation shows as train accuracy with ∅ rising). Writes
 results/<name>.json + .png. The runs behind realm_jax/README.md (about 9 and 5 minutes a mode on 2 CPU cores):
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import time
 
 import jax
@@ -113,6 +117,11 @@ def train_reader(args, mode: str) -> dict:
       curve.append(point)
       print(f"{mode} step {i}: " + ", ".join(f"{k} {v:.3f}" for k, v in point.items() if k != "step"), flush=True)
   chance = 1.0 / max(len(a.values) for a in synthetic.ATTRIBUTES.values())  # SyntheticKnowledge.chance (all 1/8)
+  if args.save_reader:
+    from realm_jax import warm_start  # pylint: disable=g-import-not-at-top
+
+    warm_start.save_reader(args.save_reader, reader, dict(mode=mode, settings=vars(args), final=curve[-1],
+                                                          model=config.model.to_dict()))  # fmt: skip
   return dict(mode=mode, final=curve[-1], curve=curve, chance=chance, train_queries=train_q.size,
               heldout_queries=heldout_q.size, peak_lr=config.optimizer.peak_lr)  # fmt: skip
 
@@ -141,12 +150,17 @@ def main() -> None:
   parser.add_argument("--modes", default="gold", help=f"comma-separated of {', '.join(MODES)}")
   parser.add_argument("--eval_every", type=int, default=50)
   parser.add_argument("--eval_queries", type=int, default=512)
+  parser.add_argument("--save_reader", default="", help="a directory for the trained reader (one mode only)")
   parser.add_argument("--name", default="realm_reader_oracle")
   parser.add_argument("--results_dir", default=None)
   args = parser.parse_args()
   modes = args.modes.split(",")
   if bad := [m for m in modes if m not in MODES]:
     parser.error(f"--modes: unknown value {bad[0]!r} (allowed: {', '.join(MODES)})")
+  if args.save_reader and os.path.exists(os.path.join(args.save_reader, "reader")):
+    parser.error(f"--save_reader: {args.save_reader} already holds a reader (a saved reader is never overwritten)")
+  if args.save_reader and len(modes) != 1:
+    parser.error(f"--save_reader: saves one reader; --modes names {len(modes)} (allowed: one of {', '.join(MODES)})")
   runs = []
   for mode in modes:  # the file is rewritten after each mode: a stopped run keeps the modes it finished
     runs.append(train_reader(args, mode))

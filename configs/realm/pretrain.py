@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(common.model(arg.size))  # tiny: no dropout (common.model)
   config.init_from = "minilm" if arg.size == "minilm" else ""  # '' | 'minilm' | a HuggingFace BERT directory
   config.retriever_from = ""  # an ICT run's workdir (python -m realm_jax.ict): the warm start of §3.4
+  # A saved reader (benchmarks/realm/reader_oracle.py --save_reader DIR; realm_jax/warm_start.py): a reader that reads
+  # from step 0, as the paper's BERT MLM head does; MiniLM has no MLM head. '' = the reader of init_from.
+  config.reader_from = ""
   config.data = ml_collections.ConfigDict(
     dict(
       corpus=arg.corpus,

@@ -127,6 +127,7 @@ def test_eight_devices_give_the_one_device_loss(uninterrupted, tmp_path):
     ({"realm.proj_size": 0}, r"^model: proj_size must be a positive int"),
     ({"init_from": "/no/such/dir"}, r"^init_from: '/no/such/dir' is neither a directory"),
     ({"retriever_from": "/no/such/ict"}, r"^retriever_from: '/no/such/ict' is neither a directory"),
+    ({"reader_from": "/no/such/reader"}, r"^reader_from: '/no/such/reader' is neither a directory"),
   ],
 )
 def test_bad_configs_are_one_line_errors_before_any_work(overrides, message, tmp_path):
@@ -169,6 +170,29 @@ def test_retriever_delay_holds_the_embedders_then_releases_them_at_their_multipl
   assert [row["query_embedder"] for row in seen] == [0.0, 0.0, 0.5]
   assert [row["doc_embedder"] for row in seen] == [0.0, 0.0, 0.5]
   assert [row["reader"] for row in seen] == [1.0, 1.0, 1.0]
+
+
+def test_reader_from_loads_a_saved_reader_into_the_reader_alone(tmp_path):
+  import jax
+
+  from realm_jax import pretrain, warm_start
+
+  config = _config()
+  _, run = pretrain.make_task(config)
+  fresh = jax.device_get(jax.jit(run.init_params)(jax.random.key(7)))
+  saved = jax.tree.map(lambda x: x + 1.0, fresh["reader"])
+  warm_start.save_reader(str(tmp_path / "r"), saved, {"note": "test"})
+  with pytest.raises(FileExistsError, match="never overwritten"):
+    warm_start.save_reader(str(tmp_path / "r"), fresh["reader"], {})
+  task, _ = pretrain.make_task(_config(reader_from=str(tmp_path / "r")))
+  assert set(task.initial_params) == {"reader"}  # the embedders keep the loop's own init
+  jax.tree.map(np.testing.assert_array_equal, task.initial_params["reader"], saved)
+  wider = _config(**{"reader_from": str(tmp_path / "r"), "model.intermediate_size": 2 * config.model.intermediate_size})
+  with pytest.raises(config_lib.ConfigError, match=r"^reader_from: .* has shape .*model section") as error:
+    pretrain.make_task(wider)
+  assert "\n" not in str(error.value)
+  with pytest.raises(config_lib.ConfigError, match=r"^reader_from: .* holds no saved reader"):
+    pretrain.make_task(_config(reader_from=str(tmp_path)))
 
 
 def test_reader_oracle_hands_the_reader_the_gold_profile_after_null():
