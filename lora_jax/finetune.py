@@ -107,6 +107,7 @@ def validate_recipe(config: ml_collections.ConfigDict) -> None:
   config_lib.check_interval(config, "lora.dropout", "[0, 1)")
   config_lib.check_bool(config, "lora.rslora")
   config_lib.check_choice(config, "lora.init", ("kaiming", "gaussian"))
+  config_lib.check_positive(config, "lora.lr_ratio")
   for name in ("targets", "extra_trainable"):
     pattern = TARGETS.get(config.lora[name], config.lora[name])
     for part in pattern.split(",") if name == "extra_trainable" else [pattern]:
@@ -135,6 +136,16 @@ def validate_recipe(config: ml_collections.ConfigDict) -> None:
       jax.eval_shape(lambda k: lora_jax.init(k, params, make_spec(config)), _KEY)
     except ValueError as e:
       raise config_lib.ConfigError(f"lora.targets: {str(e).splitlines()[0]}") from None
+
+
+def _lr_multipliers(config: ml_collections.ConfigDict, encoder_config: Any):
+  """LoRA+ (Hayou et al. 2024, arXiv 2402.12354 §3): B, which starts at zero, trains `lora.lr_ratio` times faster than
+  A (efficient feature learning at width); every other trainable leaf (A, the head) at the schedule's rate."""
+  del encoder_config
+  ratio = float(config.lora.lr_ratio)
+  if config.lora.method != "lora" or ratio == 1.0:
+    return None
+  return lambda params: tree_lib.map_with_path_str(lambda name, _: ratio if name.endswith("/lora_b") else 1.0, params)
 
 
 def _wrap_model(model: Any, config: ml_collections.ConfigDict) -> Any:
@@ -173,7 +184,9 @@ def _adapt_task(task: Task, config: ml_collections.ConfigDict, prep: runner.Prep
   return dataclasses.replace(task, trainable=trainable_patterns(config), export_fn=export)
 
 
-RECIPE = runner.Recipe(validate=validate_recipe, wrap_model=_wrap_model, adapt_task=_adapt_task)
+RECIPE = runner.Recipe(
+  validate=validate_recipe, lr_multipliers=_lr_multipliers, wrap_model=_wrap_model, adapt_task=_adapt_task
+)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -7,6 +7,7 @@ The `lora` section (read by `lora_jax.finetune`):
   dropout     on the low-rank branch's input only
   init        kaiming (loralib) | gaussian (peft)
   extra_trainable  comma-separated regexes that also train (the head always does)
+  lr_ratio    LoRA+ (arXiv 2402.12354): B trains at lr_ratio × the learning rate (1 = plain LoRA; LoRA+ uses 16)
 """
 
 import ml_collections
@@ -68,6 +69,7 @@ def base_config(
       dropout=0.0,
       init="kaiming",
       extra_trainable="",
+      lr_ratio=1.0,  # LoRA+ (Hayou et al. 2024): lora_b's learning rate / lora_a's (1 = the paper's LoRA)
     )
   )
   config.train.update(

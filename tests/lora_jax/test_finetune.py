@@ -13,6 +13,7 @@ import pytest
 import lora_jax
 from core import config as config_lib
 from core import train as train_lib
+from core import tree as tree_lib
 from core.finetune import runner
 from lora_jax import checkpoint as lora_checkpoint
 from lora_jax import finetune
@@ -74,6 +75,24 @@ def test_methods_choose_what_trains(arg, trainable):
   assert finetune.trainable_patterns(_config(arg)) == trainable
 
 
+def test_lora_plus_scales_only_b_updates():
+  """LoRA+: with lr_ratio 16 an SGD step moves lora_b 16 times as far as lora_a and the head for one gradient."""
+  from core import optim
+
+  config = _config("method=lora", **{"lora.lr_ratio": 16.0})
+  params = {"lora": {"encoder/layer_0/attention/query/kernel": {"lora_a": jnp.zeros(3), "lora_b": jnp.zeros(2)}},
+            "head": {"dense": {"kernel": jnp.zeros(4)}}}  # fmt: skip
+  config.optimizer.update(dict(name="sgd", b1=0.0, peak_lr=0.5, schedule="constant", warmup_steps=0, clip_norm=0.0,
+                               weight_decay=0.0))  # fmt: skip
+  tx, _ = optim.make_optimizer(config.optimizer, 10, lr_multipliers=finetune._lr_multipliers(config, None))
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  moved = {name: float(-u.mean()) for name, u in tree_lib.named_leaves(updates)}
+  assert moved == {"head/dense/kernel": 0.5, "lora/encoder/layer_0/attention/query/kernel/lora_a": 0.5,
+                   "lora/encoder/layer_0/attention/query/kernel/lora_b": 8.0}  # fmt: skip
+  for arg, ratio in (("method=lora", 1.0), ("method=full", 16.0)):  # plain LoRA and full finetuning: no factors
+    assert finetune._lr_multipliers(_config(arg, **{"lora.lr_ratio": ratio}), None) is None
+
+
 @pytest.mark.parametrize(
   "overrides, message",
   [
@@ -83,6 +102,7 @@ def test_methods_choose_what_trains(arg, trainable):
     ({"lora.dropout": 1.0}, r"lora.dropout"),
     ({"lora.targets": r"encoder/nothing/kernel"}, r"lora.targets: LoRA targets .* match no kernel or embedding"),
     ({"lora.extra_trainable": "head/.*,nope"}, r"lora.extra_trainable: 'nope' matches no parameter"),
+    ({"lora.lr_ratio": 0.0}, r"lora.lr_ratio"),
   ],
 )
 def test_bad_lora_fields_fail_before_any_work(tmp_path, overrides, message):
