@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> Path:
   parser.add_argument("--batch", type=int, default=8, help="pretraining batch size")
   parser.add_argument("--delay", type=int, default=0, help="realm.retriever_delay_steps: the reader's warm-up")
   parser.add_argument("--k", type=int, default=0, help="realm.k, retrieved documents per query (0: the config's)")
+  parser.add_argument("--retriever_lr", type=float, default=0.0,
+                      help="realm.retriever_lr_multiplier, the embedders' LR / the reader's (0: the config's)")
+  parser.add_argument("--refresh_every", type=int, default=0, help="realm.refresh_every (0: the config's)")
   parser.add_argument("--query_len", type=int, default=0, help="data.query_len (0: the config's)")
   parser.add_argument("--eval_every", type=int, default=0, help="pretraining eval cadence (0: steps / 4)")
   parser.add_argument("--ict_steps", type=int, default=400)
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> Path:
                       "train.progress": False, **reader}  # fmt: skip
   common_overrides.update({"realm.k": args.k} if args.k else {})
   common_overrides.update({"data.query_len": args.query_len} if args.query_len else {})
+  common_overrides.update({"realm.retriever_lr_multiplier": args.retriever_lr} if args.retriever_lr else {})
+  common_overrides.update({"realm.refresh_every": args.refresh_every} if args.refresh_every else {})
   overrides_by_run = {
     "refreshed": {"retriever_from": ict_dir},
     "stale": {"retriever_from": ict_dir, "realm.refresh_every": args.steps + 1},

@@ -218,7 +218,8 @@ def test_paper_results_script_runs_refreshed_and_stale(tmp_path):
   argv = [
     "--workdir", str(tmp_path / "runs"), "--entities", "60", "--ict_steps", "2", "--ict_eval_queries", "8",
     "--steps", "2", "--eval_queries", "8", "--only", "refreshed,stale", "--results_dir", str(tmp_path),
-    "--k", "2", "--query_len", "24"]  # fmt: skip
+    "--k", "2", "--query_len", "24", "--reader_steps", "2", "--reader_batch", "4", "--retriever_lr", "0.5",
+    "--refresh_every", "1"]  # fmt: skip
   path = paper_results.main(argv)
   results = json.load(open(path))
   written = (tmp_path / "runs" / "stale" / "results.json").read_text()
@@ -227,8 +228,11 @@ def test_paper_results_script_runs_refreshed_and_stale(tmp_path):
   assert (tmp_path / "runs" / "stale" / "results.json").read_text() == written
   run_config = json.load(open(tmp_path / "runs" / "stale" / "config.json"))
   assert (run_config["realm"]["k"], run_config["data"]["query_len"]) == (2, 24)
+  assert run_config["reader_from"] == str(tmp_path / "runs" / "reader")  # every run starts from the saved reader
+  assert run_config["realm"]["retriever_lr_multiplier"] == 0.5 and results["reader"]["mode"] == "gold"
   assert [row["run"] for row in results["rows"]] == ["refreshed", "stale"]
   assert results["rows"][1]["overrides"]["realm.refresh_every"] == 3  # never refreshed after step 0
+  assert json.load(open(tmp_path / "runs" / "refreshed" / "config.json"))["realm"]["refresh_every"] == 1
   for row in results["rows"]:
     assert row["refreshes"] == 1 and [p["step"] for p in row["eval_curve"]] == [1, 2]
     assert 0.0 <= row["final"]["accuracy"] <= 1.0 and 0.0 <= row["final"]["null_accuracy"] <= 1.0
