@@ -128,3 +128,17 @@ def _first_line(e: BaseException) -> str:
 def to_host(tree: Any) -> Any:
   """Numpy copy of a (possibly sharded) pytree; used by tests and exporters."""
   return jax.tree_util.tree_map(lambda x: np.asarray(jax.device_get(x)), tree)
+
+
+def restore_float32(path: str | os.PathLike, item: Any) -> Any:
+  """The entries that `item` names (a tree of arrays or ShapeDtypeStructs: a subtree is enough, e.g.
+  {'params': {'encoder': ...}}) read from the orbax PyTree at `path` as float32 numpy arrays, on the host, whatever
+  mesh or device they were saved from. Callers check shapes first (`core.tree.check_shapes` on the metadata)."""
+  args = ocp.args.PyTreeRestore(
+    item=item,
+    restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item),
+    partial_restore=True,
+  )
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    restored = checkpointer.restore(os.path.abspath(path), args=args)
+  return jax.tree.map(lambda x: np.asarray(x, np.float32), restored)

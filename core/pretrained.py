@@ -142,6 +142,8 @@ def _load_orbax_encoder(step_dir: Path, dtype: str) -> tuple[bert_lib.BertConfig
   """The `params/encoder` subtree of a TrainState checkpoint, checked against the run's saved model sizes."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
 
+  from core import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
+
   config = run_model_config(step_dir.parent.parent, dtype)
   ids = jax.ShapeDtypeStruct((1, 2), np.int32)
   expected = jax.eval_shape(lambda x: bert_lib.BertEncoder(config).init(jax.random.key(0), x)["params"], ids)
@@ -159,16 +161,10 @@ def _load_orbax_encoder(step_dir: Path, dtype: str) -> tuple[bert_lib.BertConfig
       tree_lib.check_shapes(expected, params["encoder"], f"{step_dir} params/encoder")
     except tree_lib.ShapeError as e:
       raise ConfigError(f"{e} (config.json's model section and the checkpoint disagree)") from None
-    item = {"params": {"encoder": expected}}
-    args = ocp.args.PyTreeRestore(
-      item=item,
-      restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item),
-      partial_restore=True,
-    )
-    restored = checkpointer.restore(step_dir.absolute() / "state", args=args)
   finally:
     checkpointer.close()
-  return config, jax.tree.map(lambda x: np.asarray(x, np.float32), restored["params"]["encoder"])
+  restored = checkpoint_lib.restore_float32(step_dir / "state", {"params": {"encoder": expected}})
+  return config, restored["params"]["encoder"]
 
 
 def _first_line(e: BaseException) -> str:

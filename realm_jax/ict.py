@@ -274,8 +274,6 @@ def load_retriever(workdir: str, step: int | None = None) -> dict[str, Any]:
   """{'query_embedder': ..., 'doc_embedder': ...} (float32 numpy) from checkpoint `step` (default: the latest) of
   the ICT run in `workdir`, shapes checked against the run's config.json first: the warm start of REALM §3.4,
   ready to replace those two subtrees of `realm_jax.model.Realm`'s params. One-line ConfigError otherwise."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-
   spec = retriever_spec(workdir, field="workdir")
   step = spec.steps[-1] if step is None else step
   if step not in spec.steps:
@@ -291,15 +289,8 @@ def load_retriever(workdir: str, step: int | None = None) -> dict[str, Any]:
     tree_lib.check_shapes(expected, saved["params"], f"{spec.workdir}/checkpoints/{step} params")
   except (tree_lib.ShapeError, KeyError, TypeError) as e:
     raise config_lib.ConfigError(f"workdir: {e} (config.json and the checkpoint disagree)") from None
-  item = {"params": expected}
-  args = ocp.args.PyTreeRestore(
-    item=item,
-    restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item),
-    partial_restore=True,
-  )
-  with ocp.PyTreeCheckpointer() as reader:
-    restored = reader.restore(Path(spec.workdir).absolute() / "checkpoints" / str(step) / "state", args=args)
-  return {name: jax.tree.map(lambda x: np.asarray(x, np.float32), restored["params"][name]) for name in expected}
+  state_dir = Path(spec.workdir) / "checkpoints" / str(step) / "state"
+  return checkpoint_lib.restore_float32(state_dir, {"params": expected})["params"]
 
 
 if __name__ == "__main__":

@@ -132,18 +132,11 @@ def realm_checkpoint(workdir: str, template: Any) -> Path:
 def load_realm(workdir: str, template: Any) -> dict[str, Any]:
   """{'query_embedder', 'doc_embedder', 'reader'} (float32 numpy) of a REALM pretraining run's latest checkpoint,
   checked against `template` first (`realm_checkpoint`): the pretrained model that §4 finetunes."""
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from core import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
 
   step_dir = realm_checkpoint(workdir, template)
   item = {"params": {name: template[name] for name in ("query_embedder", "doc_embedder", "reader")}}
-  args = ocp.args.PyTreeRestore(
-    item=item,
-    restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item),
-    partial_restore=True,
-  )
-  with ocp.PyTreeCheckpointer() as checkpointer:
-    restored = checkpointer.restore(step_dir.absolute() / "state", args=args)
-  return {name: jax.tree.map(lambda x: np.asarray(x, np.float32), tree) for name, tree in restored["params"].items()}
+  return checkpoint_lib.restore_float32(step_dir / "state", item)["params"]
 
 
 class FrozenDocumentIndex(index_lib.IndexRefresh):

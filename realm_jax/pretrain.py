@@ -281,7 +281,8 @@ def make_task(config: ml_collections.ConfigDict) -> tuple[train_lib.Task, Pretra
   mesh = sharding_lib.make_mesh(config.mesh.data, config.mesh.model)
   run = Pretraining(config, rows, mesh)
   initial = None
-  if config.init_from or config.retriever_from or config.get("reader_from"):  # the loop's own init key (core.train.init_params) for the new parts
+  if config.init_from or config.retriever_from or config.get("reader_from"):
+    # the loop's own init key (core.train.init_params) for the parts no checkpoint provides
     fresh = jax.device_get(jax.jit(run.init_params)(jax.random.fold_in(jax.random.key(config.seed), 0)))
     initial = load_initial_params(config, fresh)
   batch_size = config.train.batch_size

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from core import checkpoint as checkpoint_lib
 from core import config as config_lib
 from core import tree as tree_lib
 
@@ -50,14 +51,9 @@ def load_reader(directory: str, template: Any, field: str = "reader_from") -> di
     raise config_lib.ConfigError(f"{field}: {str(path.parent)!r} holds no saved reader (write one with "
                                  "benchmarks/realm/reader_oracle.py --save_reader DIR)")
   with ocp.PyTreeCheckpointer() as checkpointer:
-    saved = checkpointer.metadata(path)
-    saved = getattr(saved, "item_metadata", saved)  # orbax versions differ in how they wrap the tree metadata
+    saved = checkpointer.metadata(path).item_metadata.tree
     try:
       tree_lib.check_shapes(template, saved, f"{path}")
     except (tree_lib.ShapeError, KeyError, TypeError) as e:
       raise config_lib.ConfigError(f"{field}: {e} (the saved reader and the model section differ)") from None
-    item = jax.tree.map(lambda x: np.zeros(x.shape, np.float32), template)
-    args = ocp.args.PyTreeRestore(item=item, restore_args=jax.tree.map(
-      lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item))
-    restored = checkpointer.restore(path, args=args)
-  return jax.tree.map(lambda x: np.asarray(x, np.float32), restored)
+  return checkpoint_lib.restore_float32(path, template)
