@@ -59,12 +59,14 @@ def main() -> None:
     config = get_config(f"task={args.task},seeds={args.seeds},epochs={epochs},{arg}{lr}")
     finetune.validate(config)
     results = finetune.run_task(config, os.path.join(args.workdir, name))
+    counts = results["parameters"]  # adapter_fraction: the paper's Table 2 count (adapters alone, not the head)
+    adapter_fraction = counts["trainable_by_group"].get("lora", 0) / counts["total"]
     rows.append(dict(run=name, method=config.lora.method, targets=config.lora.targets, rank=config.lora.rank,
                      lr=config.optimizer.peak_lr, epochs=epochs, scores=results["scores"], median=results["median"],
-                     mean=results["mean"], std=results["std"], **results["parameters"]))  # fmt: skip
-    print(f"{name:>12}: {results['metric']} mean {results['mean']:.2f} ± {results['std']:.2f} (seeds "
-          f"{', '.join(f'{s:.1f}' for s in results['scores'])}), trainable "
-          f"{100 * results['parameters']['trainable_fraction']:.2f}%", flush=True)  # fmt: skip
+                     mean=results["mean"], std=results["std"], adapter_fraction=adapter_fraction, **counts))  # fmt: skip
+    print(f"{name:>12}: {results['metric']} median {results['median']:.2f}, mean {results['mean']:.2f} ± "
+          f"{results['std']:.2f} (seeds {', '.join(f'{s:.1f}' for s in results['scores'])}), trainable "
+          f"{100 * counts['trainable_fraction']:.2f}% (adapters {100 * adapter_fraction:.2f}%)", flush=True)  # fmt: skip
 
   def plot(ax):
     sweep = sorted((r["rank"], r["median"], r["scores"]) for r in rows if r["run"].startswith("lora_qv"))

@@ -302,11 +302,16 @@ def run_seed(
 
 
 def parameter_counts(task: train_lib.Task) -> dict[str, int | float]:
-  """All vs trainable parameters of a run (`Task.trainable`), from shapes alone (nothing is initialised)."""
+  """All vs trainable parameters of a run (`Task.trainable`), from shapes alone (nothing is initialised), and the
+  trainable ones per top-level group ('head', 'lora', 'encoder'): the LoRA paper's Table 2 counts the adapters alone."""
   params = jax.eval_shape(task.init_params, jax.random.key(0))
   size = lambda tree: sum(int(x.size) for x in jax.tree.leaves(tree))  # noqa: E731
-  total, trainable = size(params), size(task.split(params)[0])
-  return {"total": total, "trainable": trainable, "trainable_fraction": trainable / total}
+  trainable_tree = task.split(params)[0]
+  total, trainable = size(params), size(trainable_tree)
+  by_group = {name: size(subtree) for name, subtree in trainable_tree.items()}
+  return {
+    "total": total, "trainable": trainable, "trainable_fraction": trainable / total, "trainable_by_group": by_group
+  }  # fmt: skip
 
 
 def _write_json(path: str, payload: dict[str, Any]) -> None:

@@ -65,6 +65,8 @@ def test_lora_trains_only_adapters_and_head_and_the_adapters_merge(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, extra["head"], jax.device_get(result.state.params["head"]))
   counts = runner.parameter_counts(task)
   assert counts["trainable"] == n_trainable and counts["trainable_fraction"] < 0.2
+  head = sum(x.size for x in jax.tree.leaves(result.state.params["head"]))
+  assert counts["trainable_by_group"] == {"lora": lora_jax.count(result.state.params["lora"]), "head": head}
 
 
 @pytest.mark.parametrize(
