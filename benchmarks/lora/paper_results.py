@@ -10,6 +10,8 @@ the table, with each run's trainable fraction, goes to results/<name>.json + .pn
   python -m benchmarks.lora.paper_results --workdir /tmp/lora_runs [--task word_order] [--ranks 1,2,4,8,16]
   python -m benchmarks.lora.paper_results --workdir W --epochs 3 --lora_epochs 10 --lora_lr 1e-3 --only full,lora_qv_r8 \
       --name lora_paper_protocol        # the paper's protocol: LoRA trains for more epochs than full finetuning
+  python -m benchmarks.lora.paper_results --workdir W --epochs 3 --lora_epochs 10 --lora_lr 1e-3 --ranks 16 \
+      --only lora_qv_r16 --include lora_paper_protocol --name lora_paper_protocol   # one more row, the rest kept
 
 `--lora_epochs` (default: `--epochs`) is the LoRA rows' schedule: the paper tunes each method's epochs on its own
 (Table 9: LoRA on RoBERTa-base 25-80 epochs, against the 10 of the full-finetuning baseline it quotes).
@@ -18,6 +20,7 @@ the table, with each run's trainable fraction, goes to results/<name>.json + .pn
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import runpy
 
@@ -45,7 +48,11 @@ def main() -> None:
   parser.add_argument("--lora_lr", type=float, default=0.0, help="peak LR of the LoRA rows (0 = configs/lora/cpu.py's)")
   parser.add_argument("--only", default="", help="comma-separated run names (default: all)")
   parser.add_argument("--name", default=NAME)
+  parser.add_argument("--include", default="", help="comma-separated earlier results names (results/<name>.json) "
+                      "whose rows join this table and plot, marked with 'from' (a run named again here replaces them)")
   args = parser.parse_args()
+  included = [dict(row, **{"from": prior}) for prior in filter(None, args.include.split(","))
+              for row in _rows_of(prior, args.task)]  # fmt: skip
   from lora_jax import finetune  # pylint: disable=g-import-not-at-top  # (--help without jax)
 
   get_config = runpy.run_path(os.path.join(os.path.dirname(__file__), "../../configs/lora/cpu.py"))["get_config"]
@@ -63,10 +70,14 @@ def main() -> None:
     adapter_fraction = counts["trainable_by_group"].get("lora", 0) / counts["total"]
     rows.append(dict(run=name, method=config.lora.method, targets=config.lora.targets, rank=config.lora.rank,
                      lr=config.optimizer.peak_lr, epochs=epochs, scores=results["scores"], median=results["median"],
-                     mean=results["mean"], std=results["std"], adapter_fraction=adapter_fraction, **counts))  # fmt: skip
+                     mean=results["mean"], std=results["std"], adapter_fraction=adapter_fraction,
+                     **counts))  # fmt: skip
     print(f"{name:>12}: {results['metric']} median {results['median']:.2f}, mean {results['mean']:.2f} ± "
           f"{results['std']:.2f} (seeds {', '.join(f'{s:.1f}' for s in results['scores'])}), trainable "
-          f"{100 * counts['trainable_fraction']:.2f}% (adapters {100 * adapter_fraction:.2f}%)", flush=True)  # fmt: skip
+          f"{100 * counts['trainable_fraction']:.2f}% (adapters {100 * adapter_fraction:.2f}%)",
+          flush=True)  # fmt: skip
+
+  rows = [r for r in included if r["run"] not in {new["run"] for new in rows}] + rows
 
   def plot(ax):
     sweep = sorted((r["rank"], r["median"], r["scores"]) for r in rows if r["run"].startswith("lora_qv"))
@@ -77,7 +88,10 @@ def main() -> None:
     styles = {"full": "k--", "head": "r:", "lora_all_r8": "g-."}
     for r in rows:
       if r["run"] in styles:
-        ax.axhline(r["median"], linestyle=styles[r["run"]][1:], color=styles[r["run"]][0], label=f"{r['run']} (median)")
+        label = f"{r['run']} (median, {r['epochs']:g} epochs)"
+        ax.axhline(r["median"], linestyle=styles[r["run"]][1:], color=styles[r["run"]][0], label=label)
+      if r["run"] == "full":  # the paper's claim: LoRA within a point of full finetuning
+        ax.axhspan(r["median"] - 1.0, r["median"], color="k", alpha=0.08, label="within 1 point of full")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("LoRA rank r")
     ax.set_ylabel(f"{args.task} dev score ({args.seeds} seeds)")
@@ -86,6 +100,17 @@ def main() -> None:
 
   path = common.write_results(args.name, dict(settings=vars(args), rows=rows), plot)
   print(f"wrote {path}, {path.with_suffix('.png')}")
+
+
+def _rows_of(name: str, task: str) -> list[dict]:
+  """The rows of results/<name>.json, an earlier run of this script on the same task (else a one-line SystemExit)."""
+  path = common.RESULTS_DIR / f"{name}.json"
+  if not path.is_file():
+    raise SystemExit(f"--include: {path} does not exist (allowed: names of results/lora_*.json files)")
+  earlier = json.loads(path.read_text())
+  if "rows" not in earlier or earlier.get("settings", {}).get("task") != task:
+    raise SystemExit(f"--include: {path} holds no paper_results rows for task {task!r}")
+  return earlier["rows"]
 
 
 if __name__ == "__main__":
