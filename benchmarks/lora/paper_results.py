@@ -110,7 +110,7 @@ def _rows_of(name: str, task: str) -> list[dict]:
   earlier = json.loads(path.read_text())
   if "rows" not in earlier or earlier.get("settings", {}).get("task") != task:
     raise SystemExit(f"--include: {path} holds no paper_results rows for task {task!r}")
-  return earlier["rows"]
+  return [{"epochs": earlier["settings"]["epochs"], **row} for row in earlier["rows"]]  # older files: no per-row epochs
 
 
 if __name__ == "__main__":
