@@ -4,7 +4,8 @@ Hu et al. 2021 (arXiv 2106.09685) §4.2 and Table 1: trainable parameters and op
 factor, training is faster (no gradients for the frozen weights), a merged adapter adds no inference latency, many
 adapters share one base (S-LoRA / Punica serve a batch that mixes adapters; peft loops over them, peft #903 #2283).
 Model: a BERT-family classifier of the bundled MiniLM-L6's shape (6 x 384, random init: timing does not depend on the
-weights), LoRA r = 8 on query/value + the head trained, fp32, batch `--batch` x `--length` tokens.
+weights), LoRA r = 8 on query/value + the head trained, fp32, batch `--batch` x `--length` tokens; the training step
+also with LoRA on all linear layers (QLoRA's choice), against the same full step.
 
   python -m benchmarks.lora.efficiency [--batch 32] [--length 128] [--adapters 8]
 
@@ -35,6 +36,7 @@ from lora_jax.registry import Registry
 
 NAME = "lora_efficiency"
 TARGETS = r"encoder/layer_\d+/attention/(query|value)/kernel"
+ALL_LINEAR = r"encoder/layer_\d+/(attention/(query|key|value|out)|intermediate|output)/kernel"
 
 
 def _bytes(tree) -> int:
@@ -100,9 +102,18 @@ def main() -> None:
   def loss_full(p):
     return heads.classification_loss(model.apply({"params": p}, ids, types, mask), labels)[0]
 
-  def loss_lora(t, base):
-    logits = lora_jax.apply(model, {**base, "head": t["head"]}, t["lora"], spec, ids, types, mask)
-    return heads.classification_loss(logits, labels)[0]
+  def lora_step(lora_spec):
+    def loss_lora(t, base):
+      logits = lora_jax.apply(model, {**base, "head": t["head"]}, t["lora"], lora_spec, ids, types, mask)
+      return heads.classification_loss(logits, labels)[0]
+
+    @jax.jit
+    def step_lora(t, s, base):
+      g = jax.grad(loss_lora)(t, base)
+      u, s = tx.update(g, s, t)
+      return optax.apply_updates(t, u), s
+
+    return step_lora
 
   @jax.jit
   def step_full(p, s):
@@ -110,23 +121,25 @@ def main() -> None:
     u, s = tx.update(g, s, p)
     return optax.apply_updates(p, u), s
 
-  @jax.jit
-  def step_lora(t, s, base):
-    g = jax.grad(loss_lora)(t, base)
-    u, s = tx.update(g, s, t)
-    return optax.apply_updates(t, u), s
-
+  # LoRA on every linear layer of the encoder (QLoRA's choice) as well: its step against the same full step.
+  spec_all = lora_jax.LoraSpec(ALL_LINEAR, rank=args.rank, alpha=2.0 * args.rank)
+  trainable_all = {"lora": jax.tree.map(lambda x: x + 0.01, lora_jax.init(jax.random.key(2), params, spec_all)),
+                   "head": params["head"]}  # fmt: skip
   frozen = {"encoder": params["encoder"]}
-  state_full, state_lora = tx.init(params), tx.init(trainable_lora)
+  state_full, state_lora, state_all = tx.init(params), tx.init(trainable_lora), tx.init(trainable_all)
   compiled_full = step_full.lower(params, state_full).compile()  # compiled once: timed, and counted below
-  compiled_lora = step_lora.lower(trainable_lora, state_lora, frozen).compile()
+  compiled_lora = lora_step(spec).lower(trainable_lora, state_lora, frozen).compile()
+  compiled_all = lora_step(spec_all).lower(trainable_all, state_all, frozen).compile()
   steps = _interleaved_ms(
     {"full": lambda: compiled_full(params, state_full),
-     "lora": lambda: compiled_lora(trainable_lora, state_lora, frozen)},
+     "lora": lambda: compiled_lora(trainable_lora, state_lora, frozen),
+     "all_linear": lambda: compiled_all(trainable_all, state_all, frozen)},
     args.repeats,
   )  # fmt: skip
   rows["step_full_ms"], rows["step_lora_ms"] = steps["full"], steps["lora"]
   rows["step_ratio"] = rows["step_lora_ms"] / rows["step_full_ms"]
+  rows["step_all_linear_ms"] = steps["all_linear"]
+  rows["step_all_linear_ratio"] = rows["step_all_linear_ms"] / rows["step_full_ms"]
   # XLA's own counts for the two compiled steps: the ratio a compute-bound device approaches (FLOPs) and the one a
   # memory-bound one does (bytes accessed); the measured ratio lies between them.
   full_cost, lora_cost = _cost(compiled_full), _cost(compiled_lora)
@@ -192,13 +205,14 @@ def main() -> None:
         f"{jax.devices()[0].platform}")  # fmt: skip
   for key, goal in goals.items():
     print(f"  {key:>28}: {rows[key]:.4g}   (goal {goal})")
-  for key in ("step_full_ms", "step_lora_ms", "step_flops_ratio", "step_bytes_ratio", "base_ms", "merged_ms",
+  for key in ("step_full_ms", "step_lora_ms", "step_all_linear_ms", "step_all_linear_ratio", "step_flops_ratio",
+              "step_bytes_ratio", "base_ms", "merged_ms",
               *[k for k in rows if k[-1].isdigit()], "unmerge_merge_switch_ms",
               "recompiles_while_switching", "adapter_bytes", "full_model_bytes"):  # fmt: skip
     print(f"  {key:>28}: {rows[key]:.4g}")
 
   def plot(ax):
-    keys = ["trainable_param_ratio", "optimizer_bytes_ratio", "step_ratio", "merged_over_base",
+    keys = ["trainable_param_ratio", "optimizer_bytes_ratio", "step_ratio", "step_all_linear_ratio", "merged_over_base",
             "mixed_throughput_vs_merged", "mixed_speedup_vs_loop", "checkpoint_bytes_ratio"]  # fmt: skip
     ax.barh(range(len(keys)), [rows[k] for k in keys])
     ax.set_yticks(range(len(keys)), keys, fontsize=7)
