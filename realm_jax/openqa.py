@@ -36,6 +36,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from core import checkpoint as checkpoint_lib
 from core import config as config_lib
 from core import main as main_lib
 from core import pretrained
@@ -112,8 +113,6 @@ def realm_checkpoint(workdir: str, template: Any) -> Path:
   if not steps:
     raise config_lib.ConfigError(f"realm_from: {workdir!r} has no checkpoints/<step>/state (a realm_jax.pretrain "
                                  "workdir)")
-  from core import checkpoint as checkpoint_lib
-
   checkpointer = checkpoint_lib.Checkpointer(os.path.expanduser(workdir), async_save=False)
   try:
     saved = checkpointer.state_metadata(steps[-1])
@@ -132,8 +131,6 @@ def realm_checkpoint(workdir: str, template: Any) -> Path:
 def load_realm(workdir: str, template: Any) -> dict[str, Any]:
   """{'query_embedder', 'doc_embedder', 'reader'} (float32 numpy) of a REALM pretraining run's latest checkpoint,
   checked against `template` first (`realm_checkpoint`): the pretrained model that §4 finetunes."""
-  from core import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
-
   step_dir = realm_checkpoint(workdir, template)
   item = {"params": {name: template[name] for name in ("query_embedder", "doc_embedder", "reader")}}
   return checkpoint_lib.restore_float32(step_dir / "state", item)["params"]

@@ -26,7 +26,9 @@ def read_run(label: str, seed_dir: Path) -> dict:
   if not metrics.is_file() or not config_path.is_file():
     raise SystemExit(f"{label}: {seed_dir} holds no metrics.jsonl + config.json of a finetuning seed (seed_<s>/)")
   config = json.loads(config_path.read_text())
-  evals = [r for r in map(json.loads, metrics.read_text().splitlines()) if r.get("split") == "eval"]
+  records = [json.loads(line) for line in metrics.read_text().splitlines()]
+  evals = [r for r in records if r.get("split") == "eval"]
+  trains = [r for r in records if r.get("split") != "eval" and "accuracy" in r]
   if not evals:
     raise SystemExit(f"{label}: {metrics} has no eval rows (train with --config.train.eval_every=N)")
   total, epochs = config["train"]["total_steps"], config["finetune"]["epochs"]
@@ -34,7 +36,9 @@ def read_run(label: str, seed_dir: Path) -> dict:
   return dict(
     run=label, workdir=str(seed_dir), method=config["lora"]["method"], rank=config["lora"]["rank"],
     lr=config["optimizer"]["peak_lr"], epochs=epochs, total_steps=total, seed=config["seed"],
-    finished=finished, final=evals[-1]["score"] if finished else None,
+    lora_dropout=config["lora"]["dropout"], finished=finished, final=evals[-1]["score"] if finished else None,
+    # fit vs generalisation: the last logged train window's accuracy (dropout on) and the last dev accuracy
+    train_accuracy=trains[-1]["accuracy"] if trains else None, dev_accuracy=evals[-1].get("accuracy"),
     best=max(r["score"] for r in evals),
     curve=[dict(step=r["step"], epoch=r["step"] / steps_per_epoch, score=r["score"]) for r in evals],
   )  # fmt: skip
