@@ -122,7 +122,7 @@ def validate_recipe(config: ml_collections.ConfigDict) -> None:
   twin = bert_lib.from_model_section(config.model).replace(
     num_layers=1, vocab_size=8, max_position_embeddings=8, type_vocab_size=1
   )
-  model = heads.FinetuneModel(twin, "classification")
+  model = heads.FinetuneModel(twin, "classification", classifier=config.finetune.classifier)
   dummy = jax.ShapeDtypeStruct((1, 8), jnp.int32)
   params = jax.eval_shape(lambda k, x: model.init(k, x)["params"], _KEY, dummy)
   names = [name for name, _ in tree_lib.named_leaves(params)]

@@ -81,6 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       layerwise_lr_decay=recipe["layerwise_lr_decay"],
       layerwise_lr_decay_reference_bug=False,  # True: top layer x d^2 as google-research/electra (#51, #64)
       head_dropout_rate=0.1,
+      classifier="mlp",  # dense(H) → GELU → dense(K) on [CLS] (ELECTRA's head); 'linear': dense(K) alone
       eval_batch_size=64,
       double_unordered=arg.task in ("mrpc", "stsb"),
     )

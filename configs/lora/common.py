@@ -55,6 +55,7 @@ def base_config(
       seeds=seeds,
       warmup_fraction=warmup_fraction,
       head_dropout_rate=0.1,
+      classifier="mlp",  # dense(H) → GELU → dense(K) on [CLS]; 'linear': dense(K) alone (H·K + K parameters)
       eval_batch_size=128,
       double_unordered=False,
     )

@@ -7,7 +7,8 @@ Command:
 Args: task = word_order (default: generated CoLA-layout task, 4,000 train / 2,000 dev, Matthews corr.) | negation |
   polarity | wordnet_pos | any task of core.finetune.tasks; method = lora | head | full; targets = query_value |
   attention | all_linear | a regex; rank, alpha (default α = 2r, the paper's 16 at r = 8); lr (0 = the method's
-  default below); seeds.
+  default below); seeds; classifier = mlp (dense(H) → GELU → dense(K), 149k parameters at H = 384) | linear
+  (dense(K) alone, 770).
 Learning rates: picked by a pilot on word_order (seed 0, one epoch; results/lora_lr_pilot.json): full finetuning
   1e-4 -> 65.6, 2e-4 -> 67.9 MCC; LoRA q/v r=8 1e-3 -> 53.4, 3e-3 -> 63.4, 5e-3 -> 64.2. So full 2e-4, LoRA and
   head-only 5e-3 (adapters take far larger rates than full finetuning: the paper's RoBERTa-base LoRA uses 4e-4-5e-4
@@ -28,7 +29,8 @@ SIZES = {"word_order": (4000, 2000, 32), "negation": (2000, 2000, 32)}  # train,
 
 def get_config(arg: str | None = None):
   arg = config_lib.parse_arg(
-    arg, task="word_order", method="lora", targets="query_value", rank=8, alpha=0.0, lr=0.0, seeds=3, epochs=3.0
+    arg, task="word_order", method="lora", targets="query_value", rank=8, alpha=0.0, lr=0.0, seeds=3, epochs=3.0,
+    classifier="mlp",
   )
   if arg.method not in DEFAULT_LR:
     raise config_lib.ConfigError(f"config arg method: unknown value {arg.method!r} (allowed: {', '.join(DEFAULT_LR)})")
@@ -39,4 +41,5 @@ def get_config(arg: str | None = None):
     warmup_fraction=0.06, method=arg.method, targets=arg.targets, rank=arg.rank, alpha=arg.alpha or 2.0 * arg.rank,
   )  # fmt: skip
   config.task.train_size, config.task.dev_size = train_size, dev_size
+  config.finetune.classifier = arg.classifier
   return config

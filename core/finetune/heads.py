@@ -8,7 +8,9 @@ address 'encoder/embeddings', 'encoder/layer_i' and 'head' by path (layer-wise L
 
 Heads:
 - `ClassificationHead`: [CLS] → dropout → dense(H) → GELU → dropout → dense(K), as HuggingFace
-  `ElectraClassificationHead`; K = 1 is regression (STS-B, trained with mean squared error).
+  `ElectraClassificationHead` (classifier 'mlp'), or [CLS] → dropout → dense(K) alone (classifier 'linear', the
+  H·K + K parameter head a parameter-budgeted method such as LoRA can afford); K = 1 is regression (STS-B, trained
+  with mean squared error).
 - `SpanHead`: one dense(2) over every token = the start and end vectors S, E of BERT §4.2 (SQuAD); trained with the
   mean of the start and end cross-entropies over the unpadded tokens; `best_span` decodes argmax S_i + E_j over
   i <= j < i + max_answer_length inside the context.
@@ -29,6 +31,7 @@ from core import dropout as dropout_lib
 from core.finetune.examples import TASK_TYPES
 
 Array = jax.Array
+CLASSIFIERS = ("mlp", "linear")  # ClassificationHead's shapes: dense(H) → GELU → dense(K) | dense(K)
 IGNORE = -1  # label of tokens the tagging loss skips ([CLS], [SEP], padding, non-first WordPieces)
 
 
@@ -43,18 +46,23 @@ def _dense(config: bert_lib.BertConfig, features: int, name: str) -> nn.Dense:
 
 
 class ClassificationHead(nn.Module):
-  """[CLS] hidden → dropout → dense(H) → GELU → dropout → out_proj(K) (HF ElectraClassificationHead)."""
+  """[CLS] hidden → dropout → dense(H) → GELU → dropout → out_proj(K) (HF ElectraClassificationHead, classifier
+  'mlp'), or [CLS] hidden → dropout → out_proj(K) (classifier 'linear')."""
 
   config: bert_lib.BertConfig
   num_labels: int
   dropout_rate: float = 0.1
+  classifier: str = "mlp"
 
   @nn.compact
   def __call__(self, hidden_BxLxH: Array, *, deterministic: bool = True) -> Array:
+    if self.classifier not in CLASSIFIERS:
+      raise ValueError(f"classifier: unknown value {self.classifier!r} (allowed: {', '.join(CLASSIFIERS)})")
     x_BxH = hidden_BxLxH[:, 0]
     x_BxH = dropout_lib.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
-    x_BxH = bert_lib.gelu(_dense(self.config, self.config.hidden_size, "dense")(x_BxH))
-    x_BxH = dropout_lib.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
+    if self.classifier == "mlp":
+      x_BxH = bert_lib.gelu(_dense(self.config, self.config.hidden_size, "dense")(x_BxH))
+      x_BxH = dropout_lib.Dropout(self.dropout_rate)(x_BxH, deterministic=deterministic)
     return _dense(self.config, self.num_labels, "out_proj")(x_BxH).astype(jnp.float32)
 
 
@@ -93,6 +101,7 @@ class FinetuneModel(nn.Module):
   task_type: str
   num_labels: int = 2
   head_dropout_rate: float = 0.1
+  classifier: str = "mlp"  # classification / regression head: CLASSIFIERS
 
   def setup(self):
     if self.task_type not in TASK_TYPES:
@@ -100,7 +109,7 @@ class FinetuneModel(nn.Module):
     self.encoder = bert_lib.BertEncoder(self.config, name="encoder")
     if self.task_type in ("classification", "regression"):
       k = 1 if self.task_type == "regression" else self.num_labels
-      self.head = ClassificationHead(self.config, k, self.head_dropout_rate, name="head")
+      self.head = ClassificationHead(self.config, k, self.head_dropout_rate, self.classifier, name="head")
     elif self.task_type == "span_qa":
       self.head = SpanHead(self.config, name="head")
     else:

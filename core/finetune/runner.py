@@ -10,7 +10,7 @@ What a method changes comes in a `Recipe` (ELECTRA: Adam without bias correction
 a frozen encoder with adapters), so the runner holds no method's knobs. Config sections it reads: `model` (the
 shape of a random-init encoder), `init_checkpoint` ('' = random init, 'minilm', or any path `core.pretrained`
 accepts) with `init_checkpoint_step` (0 = latest), `task`, `finetune` (epochs, seeds, warmup_fraction,
-head_dropout_rate, eval_batch_size, double_unordered) and the loop's `train` / `optimizer` / `mesh`.
+head_dropout_rate, classifier: 'mlp' | 'linear' head, eval_batch_size, double_unordered) and the loop's `train` / `optimizer` / `mesh`.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ def validate(config: ml_collections.ConfigDict, recipe: Recipe = Recipe()) -> No
   config_lib.check_int(config, "finetune.seeds", minimum=1)
   config_lib.check_range(config, "finetune.warmup_fraction", 0.0, 1.0, inclusive=True)
   config_lib.check_interval(config, "finetune.head_dropout_rate", "[0, 1)")
+  config_lib.check_choice(config, "finetune.classifier", heads.CLASSIFIERS)
   config_lib.check_int(config, "finetune.eval_batch_size", minimum=1)
   config_lib.check_bool(config, "finetune.double_unordered")
   config_lib.check_int(config, "init_checkpoint_step", minimum=0)
@@ -203,7 +204,9 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, recipe: Recipe = Re
   dev_features = featurize(spec, data.dev, tokenizer, config, training=False)
   if not len(train_features):
     raise config_lib.ConfigError(f"task.name={spec.name}: no training example fits task.max_seq_length")
-  model = heads.FinetuneModel(encoder_config, spec.task_type, spec.num_labels, config.finetune.head_dropout_rate)
+  model = heads.FinetuneModel(
+    encoder_config, spec.task_type, spec.num_labels, config.finetune.head_dropout_rate, config.finetune.classifier
+  )
   if recipe.wrap_model is not None:
     model = recipe.wrap_model(model, config)
   total = max(1, math.ceil(config.finetune.epochs * len(train_features) / config.train.batch_size))

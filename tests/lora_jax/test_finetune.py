@@ -105,6 +105,8 @@ def test_lora_plus_scales_only_b_updates():
     ({"lora.targets": r"encoder/nothing/kernel"}, r"lora.targets: LoRA targets .* match no kernel or embedding"),
     ({"lora.extra_trainable": "head/.*,nope"}, r"lora.extra_trainable: 'nope' matches no parameter"),
     ({"lora.lr_ratio": 0.0}, r"lora.lr_ratio"),
+    ({"finetune.classifier": "linear", "lora.extra_trainable": "head/dense/.*"},  # the linear head has no dense
+     r"lora.extra_trainable: 'head/dense/\.\*' matches no parameter"),
   ],
 )
 def test_bad_lora_fields_fail_before_any_work(tmp_path, overrides, message):

@@ -40,6 +40,20 @@ def test_head_shapes_and_param_tree(task_type, shape):
     assert params["head"]["out_proj"]["kernel"].shape == (16, 4)
 
 
+def test_linear_classifier_is_one_dense_on_cls():
+  """classifier='linear': logits = h_[CLS]·W + b, the head's only parameters (H·K + K); an unknown shape fails."""
+  model = heads.FinetuneModel(CONFIG, "classification", num_labels=4, classifier="linear")
+  ids, types, mask = _inputs()
+  params = model.init(jax.random.key(1), ids, types, mask)["params"]
+  assert set(params["head"]) == {"out_proj"} and params["head"]["out_proj"]["kernel"].shape == (16, 4)
+  hidden_BxLxH = bert_lib.BertEncoder(CONFIG).apply({"params": params["encoder"]}, ids, types, mask)
+  out_proj = params["head"]["out_proj"]
+  by_hand = hidden_BxLxH[:, 0] @ out_proj["kernel"] + out_proj["bias"]
+  np.testing.assert_allclose(model.apply({"params": params}, ids, types, mask), by_hand, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match=r"^classifier: unknown value 'deep' \(allowed: mlp, linear\)"):  # (+ jax's trace note)
+    heads.FinetuneModel(CONFIG, "classification", classifier="deep").init(jax.random.key(1), ids, types, mask)
+
+
 def test_losses_are_finite_scalars_and_tagging_ignores_masked_tokens():
   logits = jax.random.normal(jax.random.key(0), (B, 4))
   loss, aux = heads.classification_loss(logits, jnp.array([0, 1, 3]))

@@ -81,6 +81,7 @@ def test_qa_and_tagging_features_decode_back_to_the_gold_answer():
     ({"task.label_tokens": "last"}, "task.label_tokens: unknown value 'last' (allowed: first, all)"),
     ({"finetune.seeds": 0}, "finetune.seeds: must be >= 1, got 0"),
     ({"finetune.head_dropout_rate": 1.0}, "finetune.head_dropout_rate: must be in [0, 1), got 1.0"),
+    ({"finetune.classifier": "deep"}, "finetune.classifier: unknown value 'deep' (allowed: mlp, linear)"),
     ({"task.data_dir": "/no/glue"}, "task.data_dir: not a directory: '/no/glue'"),
     ({"task.tfds_dir": "/no/tfds"}, "task.tfds_dir: not a directory: '/no/tfds'"),
   ],

@@ -1,0 +1,58 @@
+"""benchmarks/lora's result plumbing on synthetic files: `paper_results` run names, `--include` joins and its
+one-line errors, and `curves.read_run`'s fields (the README's numbers come from these files, so they are tested)."""
+
+import json
+
+import pytest
+
+from benchmarks.core import common
+from benchmarks.lora import curves, paper_results
+
+
+def test_runs_name_lora_rows_by_their_head():
+  mlp = dict(paper_results.runs([4, 8]))
+  assert mlp == {"full": "method=full", "lora_qv_r8": "method=lora,rank=8", "head": "method=head",
+                 "lora_all_r8": "method=lora,targets=all_linear,rank=8", "lora_qv_r4": "method=lora,rank=4"}  # fmt: skip
+  linear = dict(paper_results.runs([16], "linear"))
+  assert linear["lora_qv_r16_linear"] == "method=lora,rank=16,classifier=linear"
+  assert linear["full"] == "method=full" and linear["head"] == "method=head"  # only LoRA rows change head
+  assert "lora_qv_r16" not in linear
+
+
+def test_include_joins_rows_of_the_same_task_and_refuses_others(tmp_path, monkeypatch):
+  monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+  rows = [{"run": "full", "median": 73.5}, {"run": "lora_qv_r16", "median": 72.7, "epochs": 10.0}]
+  (tmp_path / "earlier.json").write_text(json.dumps({"settings": {"task": "word_order", "epochs": 3.0}, "rows": rows}))
+  joined = paper_results._rows_of("earlier", "word_order")
+  assert [(r["run"], r["epochs"]) for r in joined] == [("full", 3.0), ("lora_qv_r16", 10.0)]  # per-row epochs win
+  with pytest.raises(SystemExit, match=r"^--include: .*earlier.json holds no paper_results rows for task 'negation'$"):
+    paper_results._rows_of("earlier", "negation")
+  with pytest.raises(SystemExit, match=r"^--include: .*missing.json does not exist \(allowed: "):
+    paper_results._rows_of("missing", "word_order")
+
+
+def _seed_dir(tmp_path, evals, total=100):
+  config = {"train": {"total_steps": total}, "finetune": {"epochs": 10.0}, "seed": 0, "optimizer": {"peak_lr": 1e-3},
+            "lora": {"method": "lora", "rank": 16, "dropout": 0.1}}  # fmt: skip
+  records = [{"step": 50, "loss": 0.4, "accuracy": 0.8}, {"step": 100, "loss": 0.2, "accuracy": 0.95}]
+  records += [{"split": "eval", "step": step, "score": score, "accuracy": score / 100} for step, score in evals]
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+  return tmp_path
+
+
+def test_curves_read_a_seed_dir(tmp_path):
+  run = curves.read_run("lora", _seed_dir(tmp_path, [(50, 70.0), (100, 72.0)]))
+  assert (run["method"], run["rank"], run["lr"], run["lora_dropout"]) == ("lora", 16, 1e-3, 0.1)
+  assert run["finished"] and run["final"] == 72.0 and run["best"] == 72.0
+  assert run["train_accuracy"] == 0.95 and run["dev_accuracy"] == 0.72  # the last train window and the last eval
+  assert [p["epoch"] for p in run["curve"]] == [5.0, 10.0]
+  stopped = curves.read_run("lora", _seed_dir(tmp_path, [(50, 70.0)]))
+  assert not stopped["finished"] and stopped["final"] is None and stopped["best"] == 70.0
+
+
+def test_curves_refuse_a_dir_without_evals(tmp_path):
+  with pytest.raises(SystemExit, match=r"^lora: .* holds no metrics.jsonl \+ config.json"):
+    curves.read_run("lora", tmp_path)
+  with pytest.raises(SystemExit, match=r"^lora: .* has no eval rows \(train with --config.train.eval_every=N\)$"):
+    curves.read_run("lora", _seed_dir(tmp_path, []))
