@@ -13,8 +13,8 @@ the table, with each run's trainable fraction, goes to results/<name>.json + .pn
   python -m benchmarks.lora.paper_results --workdir W --epochs 3 --lora_epochs 10 --lora_lr 1e-3 --ranks 16 \
       --only lora_qv_r16 --include lora_paper_protocol --name lora_paper_protocol   # one more row, the rest kept
   python -m benchmarks.lora.paper_results --workdir W --epochs 3 --lora_epochs 10 --lora_lr 1e-3 --ranks 16 \
-      --lora_classifier linear --only lora_qv_r16_linear --include lora_paper_protocol --name lora_paper_protocol
-      # LoRA with a linear head (dense(K) on [CLS]): adapters + head stay under 1% of the model
+      --classifier linear --only lora_qv_r16_linear,full_linear --include lora_paper_protocol --name lora_paper_protocol
+      # both methods with a linear head (dense(K) on [CLS]): LoRA's adapters + head stay under 1% of the model
 
 `--lora_epochs` (default: `--epochs`) is the LoRA rows' schedule: the paper tunes each method's epochs on its own
 (Table 9: LoRA on RoBERTa-base 25-80 epochs, against the 10 of the full-finetuning baseline it quotes).
@@ -32,15 +32,14 @@ from benchmarks.core import common
 NAME = "lora_paper_cpu"
 
 
-def runs(ranks: list[int], lora_classifier: str = "mlp") -> list[tuple[str, str]]:
+def runs(ranks: list[int], classifier: str = "mlp") -> list[tuple[str, str]]:
   """(run name, configs/lora/cpu.py arg) in the order they are worth having: the comparison first, then the sweep.
-  LoRA rows with another head than the default 'mlp' are named <run>_<classifier>."""
+  Rows with another head than the default 'mlp' are named <run>_<classifier>."""
   first = [("full", "method=full"), ("lora_qv_r8", "method=lora,rank=8"), ("head", "method=head")]
   rest = [("lora_all_r8", "method=lora,targets=all_linear,rank=8")]
   rest += [(f"lora_qv_r{r}", f"method=lora,rank={r}") for r in ranks if r != 8]
-  if lora_classifier != "mlp":
-    suffix = lambda name, arg: (f"{name}_{lora_classifier}", f"{arg},classifier={lora_classifier}")
-    return [suffix(name, arg) if "method=lora" in arg else (name, arg) for name, arg in first + rest]
+  if classifier != "mlp":
+    return [(f"{name}_{classifier}", f"{arg},classifier={classifier}") for name, arg in first + rest]
   return first + rest
 
 
@@ -53,8 +52,8 @@ def main() -> None:
   parser.add_argument("--epochs", type=float, default=3.0)
   parser.add_argument("--lora_epochs", type=float, default=0.0, help="epochs of the LoRA rows (0 = --epochs)")
   parser.add_argument("--lora_lr", type=float, default=0.0, help="peak LR of the LoRA rows (0 = configs/lora/cpu.py's)")
-  parser.add_argument("--lora_classifier", default="mlp", choices=("mlp", "linear"),
-                      help="the LoRA rows' head (linear: dense(K) on [CLS], 770 parameters; run names gain _linear)")
+  parser.add_argument("--classifier", default="mlp", choices=("mlp", "linear"),
+                      help="every row's head (linear: dense(K) on [CLS], 770 parameters; run names gain _linear)")
   parser.add_argument("--only", default="", help="comma-separated run names (default: all)")
   parser.add_argument("--name", default=NAME)
   parser.add_argument("--include", default="", help="comma-separated earlier results names (results/<name>.json) "
@@ -66,7 +65,7 @@ def main() -> None:
 
   get_config = runpy.run_path(os.path.join(os.path.dirname(__file__), "../../configs/lora/cpu.py"))["get_config"]
   rows = []
-  for name, arg in runs([int(r) for r in args.ranks.split(",") if r], args.lora_classifier):
+  for name, arg in runs([int(r) for r in args.ranks.split(",") if r], args.classifier):
     if args.only and name not in args.only.split(","):
       continue
     lora = "method=lora" in arg
@@ -98,7 +97,7 @@ def main() -> None:
         ax.plot([s[0] for s in sweep], [s[1] for s in sweep], style, label=f"LoRA q/v{head} (median)")
         for rank, _, scores in sweep:
           ax.plot([rank] * len(scores), scores, ".", color="gray")
-    styles = {"full": "k--", "head": "r:", "lora_all_r8": "g-."}
+    styles = {"full": "k--", "full_linear": "k:", "head": "r:", "lora_all_r8": "g-."}
     for r in rows:
       if r["run"] in styles:
         label = f"{r['run']} (median, {r['epochs']:g} epochs)"
