@@ -10,7 +10,8 @@ What a method changes comes in a `Recipe` (ELECTRA: Adam without bias correction
 a frozen encoder with adapters), so the runner holds no method's knobs. Config sections it reads: `model` (the
 shape of a random-init encoder), `init_checkpoint` ('' = random init, 'minilm', or any path `core.pretrained`
 accepts) with `init_checkpoint_step` (0 = latest), `task`, `finetune` (epochs, seeds, warmup_fraction,
-head_dropout_rate, classifier: 'mlp' | 'linear' head, eval_batch_size, double_unordered) and the loop's `train` / `optimizer` / `mesh`.
+head_dropout_rate, classifier = the head's shape 'mlp' | 'linear', eval_batch_size, double_unordered) and the loop's
+`train` / `optimizer` / `mesh`.
 """
 
 from __future__ import annotations

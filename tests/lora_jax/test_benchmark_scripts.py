@@ -12,7 +12,8 @@ from benchmarks.lora import curves, paper_results
 def test_runs_name_rows_by_their_head():
   mlp = dict(paper_results.runs([4, 8]))
   assert mlp == {"full": "method=full", "lora_qv_r8": "method=lora,rank=8", "head": "method=head",
-                 "lora_all_r8": "method=lora,targets=all_linear,rank=8", "lora_qv_r4": "method=lora,rank=4"}  # fmt: skip
+                 "lora_all_r8": "method=lora,targets=all_linear,rank=8",
+                 "lora_qv_r4": "method=lora,rank=4"}  # fmt: skip
   linear = dict(paper_results.runs([4, 8], "linear"))
   assert linear == {f"{name}_linear": f"{arg},classifier=linear" for name, arg in mlp.items()}
 
