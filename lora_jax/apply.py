@@ -120,7 +120,8 @@ def _branch(module: nn.Module, method: str, path: str, args: tuple, kwargs: dict
     raise _in_axes_error(path, "nn.Dense", 1, n_in, spec)
   # On tokens flattened to rows: the same products, but autodiff's dB = (x·A)ᵀ·g is then a plain 2-D matmul. On the
   # [B, L, ·] arrays XLA:CPU computed it over a transposed copy of g, re-fusing the GELU derivative into that copy:
-  # 76 of 293 ms of a one-layer backward with adapters on the 384 → 1536 intermediate (benchmarks/lora/efficiency.py).
+  # 44 of 143 ms of a one-layer backward with adapters on the 384 → 1536 intermediate, 81 ms without it
+  # (benchmarks/lora/profile_step.py; results/lora_profile_intermediate_781e9a2.json, ...intermediate.json).
   x_NxI = x.reshape(-1, x.shape[-1])
   low_rank_NxO = jnp.dot(jnp.dot(x_NxI, a, precision=precision), b, precision=precision)
   return low_rank_NxO.reshape(x.shape[:-1] + b.shape[-1:])

@@ -17,7 +17,8 @@ Learning rates: picked by a pilot on word_order (seed 0, one epoch; results/lora
 The paper's protocol (lora_jax/README.md): LoRA q/v for 10 epochs at LR 1e-3; on word_order rank=16 (adapters 0.64%)
   comes within 0.8 MCC of full finetuning (median of 3 seeds), rank 8 stays 2.6 short:
   python -m lora_jax.finetune --config=configs/lora/cpu.py:epochs=10,lr=1e-3,rank=16 --workdir=W
-  Counting the head too, classifier=linear keeps rank 24 under 1% (0.97%): 72.4, 1.1 short of full finetuning.
+  Counting the head too, classifier=linear keeps rank 24 under 1% (0.97%): 72.4, 1.1 short of full finetuning:
+  python -m lora_jax.finetune --config=configs/lora/cpu.py:epochs=10,lr=1e-3,rank=24,classifier=linear --workdir=W
 """
 
 from configs.lora import common

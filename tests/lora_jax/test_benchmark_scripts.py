@@ -1,12 +1,14 @@
 """benchmarks/lora's result plumbing on synthetic files: `paper_results` run names, `--include` joins and its
-one-line errors, and `curves.read_run`'s fields (the README's numbers come from these files, so they are tested)."""
+one-line errors, `curves.read_run`'s fields and `profile_step`'s trace reading (the README's numbers come from these
+files, so they are tested)."""
 
+import gzip
 import json
 
 import pytest
 
 from benchmarks.core import common
-from benchmarks.lora import curves, paper_results
+from benchmarks.lora import curves, paper_results, profile_step
 
 
 def test_runs_name_rows_by_their_head():
@@ -33,7 +35,8 @@ def test_include_joins_rows_of_the_same_task_and_refuses_others(tmp_path, monkey
 def _seed_dir(tmp_path, evals, total=100):
   config = {"train": {"total_steps": total}, "finetune": {"epochs": 10.0}, "seed": 0, "optimizer": {"peak_lr": 1e-3},
             "lora": {"method": "lora", "rank": 16, "dropout": 0.1}}  # fmt: skip
-  records = [{"step": 50, "loss": 0.4, "accuracy": 0.8}, {"step": 100, "loss": 0.2, "accuracy": 0.95}]
+  records = [{"step": 50, "split": "train", "loss": 0.4, "accuracy": 0.8},
+             {"step": 100, "split": "train", "loss": 0.2, "accuracy": 0.95}]  # core.train's metrics.jsonl rows
   records += [{"split": "eval", "step": step, "score": score, "accuracy": score / 100} for step, score in evals]
   (tmp_path / "config.json").write_text(json.dumps(config))
   (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
@@ -55,3 +58,15 @@ def test_curves_refuse_a_dir_without_evals(tmp_path):
     curves.read_run("lora", tmp_path)
   with pytest.raises(SystemExit, match=r"^lora: .* has no eval rows \(train with --config.train.eval_every=N\)$"):
     curves.read_run("lora", _seed_dir(tmp_path, []))
+
+
+def test_profile_step_reads_per_call_op_times_without_host_frames(tmp_path):
+  events = [{"ph": "X", "name": "copy_bitcast_fusion", "dur": 3000}, {"ph": "X", "name": "ynn_fusion.1", "dur": 600},
+            {"ph": "X", "name": "copy_bitcast_fusion", "dur": 3000}, {"ph": "i", "name": "ynn_fusion.1", "dur": 9e9},
+            {"ph": "X", "name": "ThunkExecutor::Execute", "dur": 9000}, {"ph": "X", "name": "$api.py:1 f", "dur": 1}]
+  (tmp_path / "plugins" / "profile").mkdir(parents=True)
+  (tmp_path / "plugins" / "profile" / "host.trace.json.gz").write_bytes(
+    gzip.compress(json.dumps({"traceEvents": events}).encode()))
+  ops = profile_step.op_times_ms(str(tmp_path), calls=3)
+  assert ops == pytest.approx({"copy_bitcast_fusion": 2.0, "ynn_fusion.1": 0.2})  # µs → ms, per call
+  assert list(ops) == ["copy_bitcast_fusion", "ynn_fusion.1"]  # slowest first

@@ -1,0 +1,94 @@
+"""Where a LoRA training step spends its time: a per-op profile of one compiled backward, from `jax.profiler`.
+
+The gradient of the classification loss w.r.t. adapters + head on a MiniLM-shape classifier (`--layers` x 384,
+random init), LoRA r = 8 on the parameters matching `--targets`, batch `--batch` x `--length`, fp32. The step is
+timed (median of `--repeats`), then traced for 3 calls; each XLA op's (fusion's) mean time per call is read back from
+the Perfetto trace, and the slowest `--top` go to results/<name>.json + a bar plot. On XLA:CPU each fusion is one
+trace event, so this finds the op a slow step spends its time in (how the all-linear step's 0.91 of full
+finetuning was traced to the FFN intermediate's adapters: lora_jax/README.md, Efficiency).
+
+  python -m benchmarks.lora.profile_step --targets 'encoder/layer_\\d+/intermediate/kernel'
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import gzip
+import json
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import lora_jax
+from benchmarks.core import common
+from core import bert as bert_lib
+from core.finetune import heads
+
+NAME = "lora_profile_step"
+_HOST_EVENTS = ("ThunkExecutor", "$", "SlinkyThreadPool")  # the executor's and Python's frames, not XLA ops
+
+
+def op_times_ms(trace_dir: str, calls: int) -> dict[str, float]:
+  """Mean ms per call of each XLA op in the Perfetto trace `jax.profiler.trace` wrote under trace_dir."""
+  trace = next(Path(trace_dir).rglob("*.trace.json.gz"))
+  totals = collections.Counter()
+  for event in json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]:
+    if event.get("ph") == "X" and not event["name"].startswith(_HOST_EVENTS):
+      totals[event["name"]] += event.get("dur", 0) / 1e3 / calls
+  return dict(totals.most_common())
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--targets", default=r"encoder/layer_\d+/intermediate/kernel")
+  parser.add_argument("--layers", type=int, default=1)
+  parser.add_argument("--batch", type=int, default=32)
+  parser.add_argument("--length", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=10)
+  parser.add_argument("--top", type=int, default=12)
+  parser.add_argument("--name", default=NAME)
+  args = parser.parse_args()
+
+  config = bert_lib.BertConfig(hidden_size=384, num_layers=args.layers, num_heads=12, intermediate_size=1536)
+  model = heads.FinetuneModel(config, "classification", 2, head_dropout_rate=0.0)
+  ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, (args.batch, args.length)), jnp.int32)
+  types, mask, labels = jnp.zeros_like(ids), jnp.ones_like(ids), jnp.zeros((args.batch,), jnp.int32)
+  params = jax.jit(model.init)(jax.random.key(0), ids[:1], types[:1], mask[:1])["params"]
+  spec = lora_jax.LoraSpec(args.targets, rank=8, alpha=16.0)
+  lora = jax.tree.map(lambda x: x + 0.01, lora_jax.init(jax.random.key(1), params, spec))  # non-zero B: trained
+
+  def loss(trainable, base):
+    logits = lora_jax.apply(model, {**base, "head": trainable["head"]}, trainable["lora"], spec, ids, types, mask)
+    return heads.classification_loss(logits, labels)[0]
+
+  grad = jax.jit(jax.grad(loss)).lower({"lora": lora, "head": params["head"]}, params).compile()
+  step = lambda: grad({"lora": lora, "head": params["head"]}, params)  # noqa: E731
+  step_ms = 1e3 * float(np.median(common.time_fn(step, warmup=2, repeats=args.repeats)))
+  calls = 3
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(calls):
+        jax.block_until_ready(step())
+    ops = op_times_ms(trace_dir, calls)
+  top = dict(list(ops.items())[: args.top])
+  print(f"{args.targets}: {args.layers} layer(s), batch {args.batch} x {args.length}: backward {step_ms:.1f} ms")
+  for name, ms in top.items():
+    print(f"  {ms:8.2f} ms  {name}")
+
+  def plot(ax):
+    ax.barh(range(len(top)), list(top.values()))
+    ax.set_yticks(range(len(top)), list(top), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per call")
+    ax.set_title(f"LoRA backward by XLA op ({step_ms:.0f} ms in all)")
+
+  path = common.write_results(args.name, dict(settings=vars(args), step_ms=step_ms, top_ops_ms=top), plot)
+  print(f"wrote {path}, {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+  main()
