@@ -3,11 +3,13 @@
 Clark et al. 2020, Appendix A: Table 6 (pretraining: model shape, generator size, learning rate, batch, steps,
 masking), Table 7 (finetuning: learning rate, layer-wise decay) and §3.4 / Table 1 (the BERT twins' step counts,
 matched on pretraining compute by `electra_jax.flops`). `tiny` is this project's CPU size, not a paper size.
-Benchmarks read the same rows (`SIZES["small"]["hidden_size"]`, ...). Imports ml_collections and core.config only.
+Benchmarks read the same rows (`SIZES["small"]["hidden_size"]`, ...). Imports ml_collections, core.config and
+configs.core.common (the BERT encoder fields).
 """
 
 import ml_collections
 
+from configs.core import common as core_common
 from core import config as config_lib
 
 SIZES = {
@@ -81,17 +83,8 @@ FINETUNE = {
   "large": dict(peak_lr=5e-5, layerwise_lr_decay=0.9),
 }
 
-# The encoder fields every size shares (BERT's, which ELECTRA keeps: Table 6 dropout 0.1, WordPiece vocab).
-ENCODER = dict(
-  vocab_size=30522,
-  max_position_embeddings=512,
-  type_vocab_size=2,
-  hidden_dropout_rate=0.1,
-  attention_dropout_rate=0.1,
-  layer_norm_eps=1e-12,
-  initializer_range=0.02,
-  dtype="float32",
-)
+# The encoder fields every size shares: BERT's, which ELECTRA keeps (Table 6: dropout 0.1, WordPiece vocab).
+ENCODER = core_common.ENCODER
 SHAPE_FIELDS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "embedding_size")
 
 
