@@ -31,6 +31,12 @@ def time_fn(fn: Callable[[], Any], *, warmup: int = 1, repeats: int = 5) -> list
   return times
 
 
+def xla_cost(compiled) -> dict:
+  """XLA's cost analysis of a compiled program ({'flops', 'bytes accessed', ...}; a list of one dict on some jax)."""
+  cost = compiled.cost_analysis()
+  return cost[0] if isinstance(cost, list) else cost
+
+
 def measure_matmul_peak(
   sizes=(1024, 2048, 3072, 4096), *, dtype=jnp.float32, warmup: int = 2, repeats: int = 5, seed: int = 0
 ) -> dict:

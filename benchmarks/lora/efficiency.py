@@ -43,12 +43,6 @@ def _bytes(tree) -> int:
   return int(sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(tree) if hasattr(x, "dtype")))
 
 
-def _cost(compiled) -> dict:
-  """XLA's cost analysis of a compiled program ({'flops', 'bytes accessed', ...}; a list of one dict on some jax)."""
-  cost = compiled.cost_analysis()
-  return cost[0] if isinstance(cost, list) else cost
-
-
 def _median_ms(fn, repeats) -> float:
   return 1e3 * float(np.median(common.time_fn(fn, warmup=2, repeats=repeats)))
 
@@ -142,7 +136,7 @@ def main() -> None:
   rows["step_all_linear_ratio"] = rows["step_all_linear_ms"] / rows["step_full_ms"]
   # XLA's own counts for the two compiled steps: the ratio a compute-bound device approaches (FLOPs) and the one a
   # memory-bound one does (bytes accessed); the measured ratio lies between them.
-  full_cost, lora_cost = _cost(compiled_full), _cost(compiled_lora)
+  full_cost, lora_cost = common.xla_cost(compiled_full), common.xla_cost(compiled_lora)
   rows["step_flops_ratio"] = lora_cost["flops"] / full_cost["flops"]
   rows["step_bytes_ratio"] = lora_cost["bytes accessed"] / full_cost["bytes accessed"]
 

@@ -1,6 +1,6 @@
 """benchmarks/lora's result plumbing on synthetic files: `paper_results` run names, `--include` joins and its
-one-line errors, `curves.read_run`'s fields and `profile_step`'s trace reading (the README's numbers come from these
-files, so they are tested)."""
+one-line errors, `curves.read_run`'s fields and `profile_step`'s trace reading and per-kind sums (the README's
+numbers come from these files, so they are tested)."""
 
 import gzip
 import json
@@ -70,3 +70,10 @@ def test_profile_step_reads_per_call_op_times_without_host_frames(tmp_path):
   ops = profile_step.op_times_ms(str(tmp_path), calls=3)
   assert ops == pytest.approx({"copy_bitcast_fusion": 2.0, "ynn_fusion.1": 0.2})  # µs → ms, per call
   assert list(ops) == ["copy_bitcast_fusion", "ynn_fusion.1"]  # slowest first
+
+
+def test_profile_step_sums_op_times_by_kind():
+  ops = {"ynn_fusion.45": 5.0, "copy_bitcast_fusion": 1.0, "ynn_fusion.3": 2.0, "dot.general.7": 0.5, "fusion.x": 4.0}
+  kinds = profile_step.op_kinds_ms(ops)
+  assert kinds == pytest.approx({"ynn_fusion": 7.0, "fusion.x": 4.0, "copy_bitcast_fusion": 1.0, "dot.general": 0.5})
+  assert list(kinds) == ["ynn_fusion", "fusion.x", "copy_bitcast_fusion", "dot.general"]  # slowest first
