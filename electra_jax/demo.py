@@ -13,6 +13,7 @@ import os
 
 from absl import flags
 
+from core import metrics as metrics_lib
 from core.config import load_config_file
 from core.main import run_app
 from electra_jax import finetune, pretrain
@@ -31,8 +32,10 @@ def main(argv) -> None:
   config.train.total_steps = FLAGS.steps
   config.train.checkpoint_every = FLAGS.steps
   pretrain_dir = os.path.join(FLAGS.workdir, "pretrain")
-  result = pretrain.train_and_evaluate(config, pretrain_dir)
-  last = [h for h in result.history if h["split"] == "eval"] or [h for h in result.history if h["split"] == "train"]
+  pretrain.train_and_evaluate(config, pretrain_dir)
+  # The run's metrics file, not the returned history: that holds this invocation's steps only, none when a finished
+  # run is resumed (`make demo` a second time).
+  last = metrics_lib.read_jsonl(pretrain_dir, "eval") or metrics_lib.read_jsonl(pretrain_dir, "train")
   print(
     f"pretrained {FLAGS.steps} steps: "
     + ", ".join(f"{k} {last[-1][k]:.3f}" for k in ("mlm_accuracy", "disc_auc", "disc_accuracy") if k in last[-1])

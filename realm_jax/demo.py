@@ -20,6 +20,7 @@ import os
 import numpy as np
 from absl import flags
 
+from core import metrics as metrics_lib
 from core.config import load_config_file
 from core.main import run_app
 
@@ -39,9 +40,7 @@ def _config(name: str, arg: str | None, overrides: dict) -> object:
 
 
 def _last(workdir: str, split: str) -> dict:
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  return [r for r in rows if r["split"] == split][-1]
+  return metrics_lib.read_jsonl(workdir, split)[-1]
 
 
 def main(_) -> None:

@@ -322,6 +322,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, command:
   validate(config)
   task, _, info = make_task(config)
   result = train_lib.train(config, workdir, task)
+  results_path = os.path.join(workdir, "results.json")
+  if result.resumed_from == config.train.total_steps and os.path.exists(results_path):
+    return result  # a finished run, read back: its results (eval, predictions, timings) stay as that run wrote them
   if jax.process_index() == 0:
     evals = [h for h in result.history if h["split"] == "eval"]
     train = [h for h in result.history if h["split"] == "train"]
@@ -335,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, command:
       **{name: info[name] for name in ("documents", "train_questions", "dev_questions")},
       "predictions": info["predictions"],
     }
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    with open(results_path, "w") as f:
       json.dump({**summary, "history": result.history}, f, indent=1)
     if config.results_dir:
       os.makedirs(config.results_dir, exist_ok=True)

@@ -178,22 +178,18 @@ def test_demo_entry_point_runs_end_to_end(tmp_path):
 
   from tests.helpers import REPO
 
-  out = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "electra_jax.demo",
-      f"--workdir={tmp_path}",
-      "--steps=2",
-      "--tasks=polarity",
-      "--train_size=32",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
-    env={**__import__("os").environ, "PYTHONPATH": REPO},
-  )
-  assert out.returncode == 0, out.stderr[-3000:]
-  table = out.stdout.strip().splitlines()
+  def demo():
+    argv = [sys.executable, "-m", "electra_jax.demo", f"--workdir={tmp_path}", "--steps=2", "--tasks=polarity",
+            "--train_size=32"]  # fmt: skip
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600,
+                         env={**__import__("os").environ, "PYTHONPATH": REPO})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()
+
+  table = demo()
   assert table[-2].split()[:3] == ["task", "metric", "random"] and table[-1].startswith("polarity")
+  # `make demo` again over the same workdir: every run is finished and read back, the same lines are printed.
+  pretrained = [line for line in table if line.startswith("pretrained 2 steps: ")]
+  again = demo()
+  assert pretrained and [line for line in again if line.startswith("pretrained")] == pretrained
+  assert again[-2:] == table[-2:]

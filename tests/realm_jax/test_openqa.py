@@ -66,6 +66,16 @@ def test_the_run_writes_exact_match_and_predictions(finished):
   assert all(np.isfinite(h["loss"]) for h in train)
 
 
+def test_a_finished_run_is_read_back_and_keeps_its_results(finished):
+  from realm_jax import openqa
+
+  workdir, _ = finished
+  written = open(os.path.join(workdir, "results.json")).read()
+  again = openqa.train_and_evaluate(_config(), workdir)  # `make demo` a second time
+  assert again.resumed_from == 3 and again.history == []
+  assert open(os.path.join(workdir, "results.json")).read() == written
+
+
 def test_the_document_embedder_is_frozen_and_the_query_embedder_trains(finished):
   from realm_jax import openqa
 
