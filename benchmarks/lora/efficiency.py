@@ -29,14 +29,11 @@ import orbax.checkpoint as ocp
 
 import lora_jax
 from benchmarks.core import common
-from core import bert as bert_lib
-from core.finetune import heads
+from benchmarks.lora import common as lora_common
+from benchmarks.lora import serving
 from lora_jax import checkpoint
-from lora_jax.registry import Registry
 
 NAME = "lora_efficiency"
-TARGETS = r"encoder/layer_\d+/attention/(query|value)/kernel"
-ALL_LINEAR = r"encoder/layer_\d+/(attention/(query|key|value|out)|intermediate|output)/kernel"
 
 
 def _bytes(tree) -> int:
@@ -45,17 +42,6 @@ def _bytes(tree) -> int:
 
 def _median_ms(fn, repeats) -> float:
   return 1e3 * float(np.median(common.time_fn(fn, warmup=2, repeats=repeats)))
-
-
-def _interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:
-  """Median ms of each function, timed in alternation (a, b, c, a, b, c, ...) so that load drift hits all alike."""
-  for fn in fns.values():
-    common.time_fn(fn, warmup=2, repeats=0)
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
-      times[name] += common.time_fn(fn, warmup=0, repeats=1)
-  return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
 def main() -> None:
@@ -71,16 +57,12 @@ def main() -> None:
   if args.batch % args.adapters:
     parser.error(f"--batch {args.batch} must be a multiple of --adapters {args.adapters}")
 
-  config = bert_lib.BertConfig(hidden_size=384, num_layers=6, num_heads=12, intermediate_size=1536)
-  model = heads.FinetuneModel(config, "classification", 2, head_dropout_rate=0.0)
+  model, params = lora_common.minilm_shape_classifier()
   rng = np.random.default_rng(0)
-  ids = jnp.asarray(rng.integers(1000, 30000, (args.batch, args.length)), jnp.int32)
-  types, mask = jnp.zeros_like(ids), jnp.ones_like(ids)
+  ids, types, mask = lora_common.random_batch(rng, args.batch, args.length)
   labels = jnp.asarray(rng.integers(0, 2, (args.batch,)), jnp.int32)
-  params = jax.jit(model.init)(jax.random.key(0), ids[:1], types[:1], mask[:1])["params"]
-  spec = lora_jax.LoraSpec(TARGETS, rank=args.rank, alpha=2.0 * args.rank)
-  lora = lora_jax.init(jax.random.key(1), params, spec)
-  lora = jax.tree.map(lambda x: x + 0.01, lora)  # non-zero B: a trained adapter
+  registry, adapters, spec = lora_common.adapter_registry(model, params, args.adapters, args.rank)
+  lora = adapters[0]
   rows = {}
 
   # 1. Parameters and optimizer state (AdamW: two moments per trainable leaf).
@@ -92,51 +74,19 @@ def main() -> None:
   rows["trainable_param_ratio"] = n_lora / n_total
   rows["optimizer_bytes_ratio"] = _bytes(lora_state) / _bytes(full_state)
 
-  # 2. Training step: full finetuning vs LoRA (grads and AdamW for adapters + head only).
-  def loss_full(p):
-    return heads.classification_loss(model.apply({"params": p}, ids, types, mask), labels)[0]
-
-  def lora_step(lora_spec):
-    def loss_lora(t, base):
-      logits = lora_jax.apply(model, {**base, "head": t["head"]}, t["lora"], lora_spec, ids, types, mask)
-      return heads.classification_loss(logits, labels)[0]
-
-    @jax.jit
-    def step_lora(t, s, base):
-      g = jax.grad(loss_lora)(t, base)
-      u, s = tx.update(g, s, t)
-      return optax.apply_updates(t, u), s
-
-    return step_lora
-
-  @jax.jit
-  def step_full(p, s):
-    g = jax.grad(loss_full)(p)
-    u, s = tx.update(g, s, p)
-    return optax.apply_updates(p, u), s
-
-  # LoRA on every linear layer of the encoder (QLoRA's choice) as well: its step against the same full step.
-  spec_all = lora_jax.LoraSpec(ALL_LINEAR, rank=args.rank, alpha=2.0 * args.rank)
-  trainable_all = {"lora": jax.tree.map(lambda x: x + 0.01, lora_jax.init(jax.random.key(2), params, spec_all)),
-                   "head": params["head"]}  # fmt: skip
-  frozen = {"encoder": params["encoder"]}
-  state_full, state_lora, state_all = tx.init(params), tx.init(trainable_lora), tx.init(trainable_all)
-  compiled_full = step_full.lower(params, state_full).compile()  # compiled once: timed, and counted below
-  compiled_lora = lora_step(spec).lower(trainable_lora, state_lora, frozen).compile()
-  compiled_all = lora_step(spec_all).lower(trainable_all, state_all, frozen).compile()
-  steps = _interleaved_ms(
-    {"full": lambda: compiled_full(params, state_full),
-     "lora": lambda: compiled_lora(trainable_lora, state_lora, frozen),
-     "all_linear": lambda: compiled_all(trainable_all, state_all, frozen)},
-    args.repeats,
-  )  # fmt: skip
-  rows["step_full_ms"], rows["step_lora_ms"] = steps["full"], steps["lora"]
+  # 2. Training step: full finetuning vs LoRA on q/v and on every linear layer (QLoRA's choice), adapters + head
+  # trained; `python -m benchmarks.lora.step_time` sweeps the sequence length.
+  specs = {"full": None, "lora": spec,
+           "all_linear": lora_jax.LoraSpec(lora_common.ALL_LINEAR, rank=args.rank, alpha=2.0 * args.rank)}
+  steps = lora_common.compiled_steps(model, params, specs, (ids, types, mask), labels, tx)
+  step_times = lora_common.step_ms(steps, args.repeats)
+  rows["step_full_ms"], rows["step_lora_ms"] = step_times["full"], step_times["lora"]
   rows["step_ratio"] = rows["step_lora_ms"] / rows["step_full_ms"]
-  rows["step_all_linear_ms"] = steps["all_linear"]
+  rows["step_all_linear_ms"] = step_times["all_linear"]
   rows["step_all_linear_ratio"] = rows["step_all_linear_ms"] / rows["step_full_ms"]
   # XLA's own counts for the two compiled steps: the ratio a compute-bound device approaches (FLOPs) and the one a
   # memory-bound one does (bytes accessed); the measured ratio lies between them.
-  full_cost, lora_cost = common.xla_cost(compiled_full), common.xla_cost(compiled_lora)
+  full_cost, lora_cost = common.xla_cost(steps["full"][0]), common.xla_cost(steps["lora"][0])
   rows["step_flops_ratio"] = lora_cost["flops"] / full_cost["flops"]
   rows["step_bytes_ratio"] = lora_cost["bytes accessed"] / full_cost["bytes accessed"]
 
@@ -144,26 +94,16 @@ def main() -> None:
   forward_at = jax.jit(lambda p, *batch: model.apply({"params": p}, *batch))
   forward = lambda p: forward_at(p, ids, types, mask)  # noqa: E731
   merged = lora_jax.merge(params, lora, spec)
-  latency = _interleaved_ms({"base": lambda: forward(params), "merged": lambda: forward(merged)}, args.repeats)
+  latency = lora_common.interleaved_ms({"base": lambda: forward(params), "merged": lambda: forward(merged)},
+                                       args.repeats)
   rows["base_ms"], rows["merged_ms"] = latency["base"], latency["merged"]
   rows["merged_over_base"] = rows["merged_ms"] / rows["base_ms"]
 
-  # 4. Serving many adapters: mixed batch vs one merged adapter vs a loop over adapters (one sub-batch each).
-  registry = Registry(model, params, spec)
-  adapters = [jax.tree.map(lambda x, k=k: x * (1.0 + 0.1 * k), lora) for k in range(args.adapters)]
-  for k, a in enumerate(adapters):
-    registry.add(f"task{k}", a)
-  names = [f"task{b % args.adapters}" for b in range(args.batch)]  # every adapter in every batch
-  per = args.batch // args.adapters
-  order = np.argsort([b % args.adapters for b in range(args.batch)], kind="stable")
+  # 4. Serving many adapters: mixed batch vs one merged adapter vs a loop over adapters (one sub-batch each);
+  # `python -m benchmarks.lora.serving` sweeps the rows per adapter.
   for length in sorted({args.serve_length, args.length}):  # short requests (overhead-bound) and long (compute-bound)
     batch = jax.tree.map(lambda x, n=length: x[:, :n], (ids, types, mask))
-    sub = [jax.tree.map(lambda x, k=k: x[order[k * per:(k + 1) * per]], batch) for k in range(args.adapters)]
-    serve = _interleaved_ms({
-      "merged": lambda b=batch: forward_at(merged, *b),
-      "mixed": lambda b=batch: registry.mixed(names, *b),
-      "loop": lambda sub=sub: [registry(f"task{k}", *sub[k]) for k in range(args.adapters)],
-    }, args.repeats)  # fmt: skip
+    serve = serving.serve_ms(registry, lambda *b: forward_at(merged, *b), batch, args.adapters, args.repeats)
     rows[f"serve_L{length}_ms"] = serve
     rows[f"mixed_throughput_vs_merged_L{length}"] = serve["merged"] / serve["mixed"]
     rows[f"mixed_speedup_vs_loop_L{length}"] = serve["loop"] / serve["mixed"]

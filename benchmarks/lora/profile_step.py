@@ -28,7 +28,7 @@ import numpy as np
 
 import lora_jax
 from benchmarks.core import common
-from core import bert as bert_lib
+from benchmarks.lora import common as lora_common
 from core.finetune import heads
 
 NAME = "lora_profile_step"
@@ -66,13 +66,11 @@ def main() -> None:
   parser.add_argument("--name", default=NAME)
   args = parser.parse_args()
 
-  config = bert_lib.BertConfig(hidden_size=384, num_layers=args.layers, num_heads=12, intermediate_size=1536)
-  model = heads.FinetuneModel(config, "classification", 2, head_dropout_rate=0.0)
-  ids = jnp.asarray(np.random.default_rng(0).integers(1000, 30000, (args.batch, args.length)), jnp.int32)
-  types, mask, labels = jnp.zeros_like(ids), jnp.ones_like(ids), jnp.zeros((args.batch,), jnp.int32)
-  params = jax.jit(model.init)(jax.random.key(0), ids[:1], types[:1], mask[:1])["params"]
+  model, params = lora_common.minilm_shape_classifier(args.layers)
+  ids, types, mask = lora_common.random_batch(np.random.default_rng(0), args.batch, args.length)
+  labels = jnp.zeros((args.batch,), jnp.int32)
   spec = lora_jax.LoraSpec(args.targets, rank=8, alpha=16.0)
-  lora = jax.tree.map(lambda x: x + 0.01, lora_jax.init(jax.random.key(1), params, spec))  # non-zero B: trained
+  lora = lora_common.trained_adapter(params, spec)
 
   def loss(trainable, base):
     logits = lora_jax.apply(model, {**base, "head": trainable["head"]}, trainable["lora"], spec, ids, types, mask)

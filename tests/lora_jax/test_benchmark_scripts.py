@@ -1,14 +1,21 @@
 """benchmarks/lora's result plumbing on synthetic files: `paper_results` run names, `--include` joins and its
-one-line errors, `curves.read_run`'s fields and `profile_step`'s trace reading and per-kind sums (the README's
-numbers come from these files, so they are tested)."""
+one-line errors, `curves.read_run`'s fields, `profile_step`'s trace reading and per-kind sums, and what the timed
+benchmarks compare: the serving loop's rows and the LoRA step's trainable set (the README's numbers come from
+these, so they are tested)."""
 
 import gzip
 import json
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
+import lora_jax
 from benchmarks.core import common
-from benchmarks.lora import curves, paper_results, profile_step
+from benchmarks.lora import common as lora_common
+from benchmarks.lora import curves, paper_results, profile_step, serving
 
 
 def test_runs_name_rows_by_their_head():
@@ -77,3 +84,33 @@ def test_profile_step_sums_op_times_by_kind():
   kinds = profile_step.op_kinds_ms(ops)
   assert kinds == pytest.approx({"ynn_fusion": 7.0, "fusion.x": 4.0, "copy_bitcast_fusion": 1.0, "dot.general": 0.5})
   assert list(kinds) == ["ynn_fusion", "fusion.x", "copy_bitcast_fusion", "dot.general"]  # slowest first
+
+
+def test_serving_loop_serves_the_rows_of_the_mixed_batch():
+  """The loop the mixed batch is timed against does the same work: adapter k's rows, under adapter k."""
+  model, params = lora_common.minilm_shape_classifier(num_layers=1)
+  registry, _, _ = lora_common.adapter_registry(model, params, n_adapters=3, rank=2)
+  batch = lora_common.random_batch(np.random.default_rng(0), rows=6, length=8)
+  names, order, sub = serving.split_by_adapter(batch, 3)
+  assert names == ["task0", "task1", "task2"] * 2 and list(order) == [0, 3, 1, 4, 2, 5]
+  loop = np.concatenate([np.asarray(registry(f"task{k}", *sub[k])) for k in range(3)])
+  np.testing.assert_allclose(np.asarray(registry.mixed(names, *batch))[order], loop, atol=1e-5)
+  assert not np.allclose(loop[:2], np.asarray(registry("task1", *sub[0])), atol=1e-5)  # the adapters differ
+  with pytest.raises(ValueError, match=r"^split_by_adapter: batch rows 6 must be a multiple of the adapter count 4$"):
+    serving.split_by_adapter(batch, 4)
+
+
+def test_compiled_steps_train_adapters_and_head_only():
+  model, params = lora_common.minilm_shape_classifier(num_layers=1)
+  spec = lora_jax.LoraSpec(lora_common.TARGETS, rank=2, alpha=4.0)
+  batch = lora_common.random_batch(np.random.default_rng(0), rows=2, length=8)
+  steps = lora_common.compiled_steps(model, params, {"full": None, "lora": spec}, batch, jnp.array([0, 1]),
+                                     optax.sgd(0.1))  # fmt: skip
+  full_params, _ = steps["full"][0](*steps["full"][1])
+  trainable, state, frozen = steps["lora"][1]
+  new_trainable, _ = steps["lora"][0](trainable, state, frozen)
+  assert set(new_trainable) == {"lora", "head"} and set(frozen) == {"encoder"}
+  assert not np.allclose(full_params["encoder"]["layer_0"]["attention"]["query"]["kernel"],
+                         params["encoder"]["layer_0"]["attention"]["query"]["kernel"])  # fmt: skip
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), new_trainable["lora"], trainable["lora"])
+  assert all(jax.tree.leaves(moved))  # every lora_a and lora_b gets a gradient (B starts non-zero here)
