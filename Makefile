@@ -51,6 +51,8 @@ bench: data $(BENCH_STAMP)
 	$(PY) -m benchmarks.reformer.attention_scaling
 	$(PY) -m benchmarks.reformer.memory_vs_depth
 	$(PY) -m benchmarks.lora.efficiency
+	$(PY) -m benchmarks.lora.step_time
+	$(PY) -m benchmarks.lora.serving
 
 clean-venv:
 	rm -rf $(VENV)
