@@ -110,3 +110,17 @@ def compiled_steps(model, params, specs: dict, batch, labels, tx: optax.Gradient
 def step_ms(steps: dict, repeats: int) -> dict[str, float]:
   """Median ms of each compiled step of `compiled_steps`, timed in alternation."""
   return interleaved_ms({name: (lambda c=c, a=a: c(*a)) for name, (c, a) in steps.items()}, repeats)
+
+
+def plot_sweep(ax, points: list[dict], *, group: str, x: str, curves: list[tuple[str, str, str]], goal: float,
+               xlabel: str, ylabel: str, title: str) -> None:
+  """A sweep's ratios against `x` (log2 axis), one line per `group` value and curve; `curves` holds
+  (key, matplotlib style, label with `{}` for the group value); a dashed line marks the goal."""
+  for value in dict.fromkeys(p[group] for p in points):
+    pts = [p for p in points if p[group] == value]
+    for key, style, label in curves:
+      ax.plot([p[x] for p in pts], [p[key] for p in pts], style, label=label.format(value))
+  ax.axhline(goal, color="gray", lw=0.8, ls="--", label=f"goal {goal:g}")
+  ax.set_xscale("log", base=2)
+  ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+  ax.legend(fontsize=7)

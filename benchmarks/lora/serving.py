@@ -88,17 +88,12 @@ def main() -> None:
             f"{point['merged_speedup_vs_loop']:>11.2f}")  # fmt: skip
 
   def plot(ax):
-    for length in args.lengths:
-      pts = [p for p in points if p["length"] == length]
-      x = [p["rows_per_adapter"] for p in pts]
-      ax.plot(x, [p["mixed_speedup_vs_loop"] for p in pts], "o-", label=f"mixed vs loop, {length} tokens")
-      ax.plot(x, [p["merged_speedup_vs_loop"] for p in pts], "x--", label=f"ceiling (merged vs loop), {length} tokens")
-    ax.axhline(2.0, color="gray", lw=0.8, ls=":", label="goal 2x")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel(f"rows per adapter ({args.adapters} adapters in every batch)")
-    ax.set_ylabel("loop time / one-call time")
-    ax.set_title(f"Serving {args.adapters} LoRA adapters on {jax.devices()[0].platform}")
-    ax.legend(fontsize=7)
+    lora_common.plot_sweep(
+      ax, points, group="length", x="rows_per_adapter", goal=2.0,
+      curves=[("mixed_speedup_vs_loop", "o-", "mixed vs loop, {} tokens"),
+              ("merged_speedup_vs_loop", "x:", "ceiling (merged vs loop), {} tokens")],
+      xlabel=f"rows per adapter ({args.adapters} adapters in every batch)", ylabel="loop time / one-call time",
+      title=f"Serving {args.adapters} LoRA adapters on {jax.devices()[0].platform}")  # fmt: skip
 
   path = common.write_results(args.name, dict(settings=vars(args), points=points), plot)
   print(f"wrote {path}, {path.with_suffix('.png')}")

@@ -67,19 +67,14 @@ def main() -> None:
             f"{point['step_flops_ratio']:>11.3f} {point['step_bytes_ratio']:>11.3f}")  # fmt: skip
 
   def plot(ax):
-    for batch_size in args.batches:
-      pts = [p for p in points if p["batch"] == batch_size]
-      x = [p["length"] for p in pts]
-      ax.plot(x, [p["step_ratio"] for p in pts], "o-", label=f"q/v LoRA / full, batch {batch_size}")
-      ax.plot(x, [p["step_all_linear_ratio"] for p in pts], "s-", label=f"all-linear LoRA / full, batch {batch_size}")
-      ax.plot(x, [p["step_flops_ratio"] for p in pts], "x:", label=f"XLA FLOPs ratio (q/v), batch {batch_size}")
-      ax.plot(x, [p["step_bytes_ratio"] for p in pts], "+:", label=f"XLA bytes ratio (q/v), batch {batch_size}")
-    ax.axhline(0.7, color="gray", lw=0.8, ls="--", label="goal 0.7")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("sequence length (tokens)")
-    ax.set_ylabel("training step time / full finetuning's")
-    ax.set_title(f"LoRA training step vs full finetuning on {jax.devices()[0].platform}")
-    ax.legend(fontsize=7)
+    lora_common.plot_sweep(
+      ax, points, group="batch", x="length", goal=0.7,
+      curves=[("step_ratio", "o-", "q/v LoRA / full, batch {}"),
+              ("step_all_linear_ratio", "s-", "all-linear LoRA / full, batch {}"),
+              ("step_flops_ratio", "x:", "XLA FLOPs ratio (q/v), batch {}"),
+              ("step_bytes_ratio", "+:", "XLA bytes ratio (q/v), batch {}")],
+      xlabel="sequence length (tokens)", ylabel="training step time / full finetuning's",
+      title=f"LoRA training step vs full finetuning on {jax.devices()[0].platform}")  # fmt: skip
 
   path = common.write_results(args.name, {"settings": vars(args), "points": points}, plot)
   print(f"wrote {path}, {path.with_suffix('.png')}")
