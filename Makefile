@@ -5,6 +5,7 @@ PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 BENCH_STAMP = $(VENV)/.bench-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: setup data test demo bench clean-venv golden
 
@@ -26,9 +27,10 @@ setup: $(STAMP)
 data: setup
 	$(PY) -m core.data.fetch
 
-## Set up, fetch data, run the whole suite. Exit code is pytest's.
+## Set up, fetch data, run the whole suite on PYTEST_WORKERS pytest-xdist processes (0: one process, in order).
+## Exit code is pytest's.
 test: data
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 ## Set up and run the main jobs on the bundled data: MiniLM semantic search; tiny ELECTRA pretrain + finetune;
 ## a ReformerLM on the bundled Wikipedia bytes + the attention scaling table; two LoRA adapters on MiniLM served mixed;
