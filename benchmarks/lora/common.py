@@ -70,40 +70,40 @@ def interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:
   return {name: 1e3 * float(np.median(t)) for name, t in times.items()}
 
 
+def loss_full(model, params, batch, labels):
+  """Full finetuning's objective: the classification loss as a function of every parameter."""
+  return heads.classification_loss(model.apply({"params": params}, *batch), labels)[0]
+
+
+def loss_lora(model, spec: lora_jax.LoraSpec, trainable, frozen, batch, labels):
+  """LoRA's objective: the classification loss as a function of `trainable` = {'lora', 'head'}, `frozen` the rest."""
+  logits = lora_jax.apply(model, {**frozen, "head": trainable["head"]}, trainable["lora"], spec, *batch)
+  return heads.classification_loss(logits, labels)[0]
+
+
 def compiled_steps(model, params, specs: dict, batch, labels, tx: optax.GradientTransformation) -> dict:
   """{name: (compiled step, its arguments)} for each `specs` entry: None = full finetuning, a LoraSpec = LoRA on
   its targets + the head, the encoder frozen. Each step is compiled once (so it can be timed and cost-analysed)."""
 
-  def loss_full(p):
-    return heads.classification_loss(model.apply({"params": p}, *batch), labels)[0]
-
-  def lora_step(spec):
-    def loss_lora(trainable, frozen):
-      logits = lora_jax.apply(model, {**frozen, "head": trainable["head"]}, trainable["lora"], spec, *batch)
-      return heads.classification_loss(logits, labels)[0]
-
-    def step(trainable, state, frozen):
-      grads = jax.grad(loss_lora)(trainable, frozen)
+  def make_step(loss):
+    def step(trainable, state, *frozen):
+      grads = jax.grad(loss)(trainable, *frozen)
       updates, state = tx.update(grads, state, trainable)
       return optax.apply_updates(trainable, updates), state
 
     return jax.jit(step)
-
-  def step_full(p, state):
-    grads = jax.grad(loss_full)(p)
-    updates, state = tx.update(grads, state, p)
-    return optax.apply_updates(p, updates), state
 
   frozen = {"encoder": params["encoder"]}
   steps = {}
   for seed, (name, spec) in enumerate(specs.items(), start=1):
     if spec is None:
       args = (params, tx.init(params))
-      steps[name] = (jax.jit(step_full).lower(*args).compile(), args)
+      step = make_step(lambda p: loss_full(model, p, batch, labels))
     else:
       trainable = {"lora": trained_adapter(params, spec, seed), "head": params["head"]}
       args = (trainable, tx.init(trainable), frozen)
-      steps[name] = (lora_step(spec).lower(*args).compile(), args)
+      step = make_step(lambda t, f, spec=spec: loss_lora(model, spec, t, f, batch, labels))
+    steps[name] = (step.lower(*args).compile(), args)
   return steps
 
 

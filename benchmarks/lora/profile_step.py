@@ -29,7 +29,6 @@ import numpy as np
 import lora_jax
 from benchmarks.core import common
 from benchmarks.lora import common as lora_common
-from core.finetune import heads
 
 NAME = "lora_profile_step"
 _HOST_EVENTS = ("ThunkExecutor", "$", "SlinkyThreadPool")  # the executor's and Python's frames, not XLA ops
@@ -72,19 +71,15 @@ def main() -> None:
   spec = lora_jax.LoraSpec(args.targets, rank=8, alpha=16.0)
   lora = lora_common.trained_adapter(params, spec)
 
-  def loss(trainable, base):
-    logits = lora_jax.apply(model, {**base, "head": trainable["head"]}, trainable["lora"], spec, ids, types, mask)
-    return heads.classification_loss(logits, labels)[0]
-
-  def loss_full(p):
-    return heads.classification_loss(model.apply({"params": p}, ids, types, mask), labels)[0]
-
+  batch = (ids, types, mask)
   if args.method == "full":
-    compiled = jax.jit(jax.grad(loss_full)).lower(params).compile()
+    compiled = jax.jit(jax.grad(lambda p: lora_common.loss_full(model, p, batch, labels))).lower(params).compile()
     step = lambda: compiled(params)  # noqa: E731
   else:
-    compiled = jax.jit(jax.grad(loss)).lower({"lora": lora, "head": params["head"]}, params).compile()
-    step = lambda: compiled({"lora": lora, "head": params["head"]}, params)  # noqa: E731
+    trainable = {"lora": lora, "head": params["head"]}
+    grad = jax.grad(lambda t, base: lora_common.loss_lora(model, spec, t, base, batch, labels))
+    compiled = jax.jit(grad).lower(trainable, params).compile()
+    step = lambda: compiled(trainable, params)  # noqa: E731
   flops = float(common.xla_cost(compiled)["flops"])
   step_ms = 1e3 * float(np.median(common.time_fn(step, warmup=2, repeats=args.repeats)))
   calls = 3
